@@ -85,10 +85,8 @@ class CausalSelfAttention(nn.Module):
             v = torch.cat([past[1], v], dim=2)  # (B, nh, S, hs)
         present = (k, v)
 
-        if record is None:
-            y = self._fused(q, k, v)
-        else:
-            y = self._by_hand(q, k, v, record)  # (B, nh, T, hs)
+        y = self._fused(q, k, v) if record is None else self._by_hand(q, k, v, record)
+        # y: (B, nh, T, hs)
 
         # 3. Lay the heads side by side again and mix them with the output projection.
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
