@@ -13,6 +13,10 @@ from tinytf.model import TinyGPT
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
+# The test models are tiny: extra intra-op threads gain nothing, and on a busy machine
+# their spin-waiting made one small forward ~100x slower (0.94 s against 3 ms, measured).
+torch.set_num_threads(1)
+
 
 @pytest.fixture
 def tiny_config() -> ModelConfig:

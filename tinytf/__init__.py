@@ -2,3 +2,5 @@
 
 No UI imports live here: the Streamlit app in `explorer/` only calls this package.
 """
+
+__version__ = "0.1.0"

@@ -77,6 +77,7 @@ class TrainConfig:
     eval_interval: int = 25  # estimate train and val loss every this many steps
     eval_batches: int = 8  # batches averaged in each estimate
     val_fraction: float = 0.1  # share of the tokens held out for validation, at the end
+    train_fraction: float = 1.0  # share of the training split used (a prefix); val unchanged
     seed: int = 1337  # seeds weights, batches and dropout
     device: str = "auto"  # "auto" picks cuda, then mps, then cpu
     compile: bool = False  # try torch.compile; falls back to eager when it cannot
@@ -98,6 +99,8 @@ class TrainConfig:
             raise ConfigError(f"grad_clip: must be above 0 or None, got {self.grad_clip!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction: must be in (0, 1), got {self.val_fraction!r}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ConfigError(f"train_fraction: must be in (0, 1], got {self.train_fraction!r}")
         if self.device not in DEVICE_CHOICES:
             raise ConfigError(f"device: must be one of {DEVICE_CHOICES}, got {self.device!r}")
 
