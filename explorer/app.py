@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from explorer.cached import warm_up  # noqa: E402
 from explorer.shell import draw_sidebar  # noqa: E402
 from explorer.state import init_state  # noqa: E402
 
@@ -41,6 +42,7 @@ page = st.navigation(
         st.Page(PAGES / "7_runs.py", title="Runs", icon="🗂️", url_path="runs"),
     ]
 )
+warm_up()
 init_state()
 draw_sidebar()
 page.run()

@@ -8,9 +8,11 @@ process-wide job manager, which is shared on purpose and keys each job by its ru
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import streamlit as st
+import torch
 
 from explorer.corpus_view import CorpusSummary, summarize_corpus
 from explorer.figures import LossCurve
@@ -91,3 +93,20 @@ def run_curve_of(path: str | Path) -> LossCurve:
     except OSError:
         stamp = -1.0
     return run_curve(str(path), path.name, stamp)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up() -> threading.Thread:
+    """Pay torch's one-time start-up costs in the background, once per server process.
+
+    The first optimiser built in a process imports torch._dynamo (1.5-7 s on two CPU
+    cores, measured), which would otherwise delay the first loss point after Start. Only
+    zero tensors are touched: no random stream a training job relies on is drawn from.
+    """
+    thread = threading.Thread(target=_warm_torch, name="torch-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm_torch() -> None:
+    torch.optim.AdamW([torch.zeros(1, requires_grad=True)])

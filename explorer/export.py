@@ -37,13 +37,24 @@ class ExportError(RuntimeError):
     """A figure that cannot be rendered here; the message says what to install."""
 
 
+def browser_path() -> str | None:
+    """The Chrome or Chromium binary Kaleido would drive, or None when there is none."""
+    try:
+        from choreographer.browsers.chromium import Chromium
+
+        return Chromium.find_browser(skip_local=False)
+    except Exception:  # an internal API of Kaleido's helper: any failure means "unknown"
+        return None
+
+
 def kaleido_options() -> dict[str, Any]:
     """Options of the Kaleido browser: no MathJax, so no request ever leaves the machine."""
     return {"mathjax": False}
 
 
-def figure_bytes(fig: go.Figure, fmt: str, *, width: int | None = None,
-                 height: int | None = None) -> bytes:
+def figure_bytes(
+    fig: go.Figure, fmt: str, *, width: int | None = None, height: int | None = None
+) -> bytes:
     """The figure rendered as PNG or SVG bytes.
 
     Args:

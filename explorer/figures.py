@@ -21,6 +21,7 @@ from plotly.subplots import make_subplots
 PATTERN_SCALE = "Blues"  # attention weights, 0 to 1
 SCORE_SCALE = "RdBu_r"  # signed values, centred on 0
 MASK_SCALE = [[0.0, "#f2f2f2"], [1.0, "#3b6ea5"]]  # blocked, allowed
+GRID_HOVER_TOKENS = 32  # longer prompts: the overview grid's hover names positions only
 RUN_COLOURS = ("#3b6ea5", "#d0613f", "#4f9a5c", "#8a5fb0", "#b8913a", "#4aa3a8", "#c05a8c")
 
 
@@ -160,15 +161,20 @@ def attention_grid(patterns: object, tokens: Sequence[str], *, title: str = "") 
         horizontal_spacing=0.02,
         vertical_spacing=0.06,
     )
-    custom = _pair_labels(tokens, tokens)
+    # Token names on hover cost two strings per cell and panel; past a few dozen positions
+    # the grid is an overview, and positions alone keep the figure light.
+    light = T > GRID_HOVER_TOKENS
+    custom = None if light else _pair_labels(tokens, tokens)
+    names = "" if light else " %{customdata[0]}"
+    key_names = "" if light else " %{customdata[1]}"
     for layer in range(n_layer):
         for head in range(n_head):
             trace = _matrix_trace(
                 array[layer, head],
                 colorscale=PATTERN_SCALE,
                 coloraxis="coloraxis",
-                hover=f"layer {layer} head {head}<br>query %{{y}} %{{customdata[0]}}"
-                "<br>key %{x} %{customdata[1]}<br>weight %{z:.4f}<extra></extra>",
+                hover=f"layer {layer} head {head}<br>query %{{y}}{names}"
+                f"<br>key %{{x}}{key_names}<br>weight %{{z:.4f}}<extra></extra>",
                 customdata=custom,
             )
             fig.add_trace(trace, row=layer + 1, col=head + 1)

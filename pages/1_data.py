@@ -84,6 +84,11 @@ cols[1].metric("Tokens", format_count(summary.n_tokens))
 cols[2].metric("Vocabulary", format_count(summary.vocab_size), help="<unk> included")
 cols[3].metric("Train tokens", format_count(summary.n_train))
 cols[4].metric("Val tokens", format_count(summary.n_val), help=f"the last {val_fraction:.0%}")
+if summary.n_val < 2:
+    st.warning(
+        f"Only {summary.n_val} validation tokens: too short for any context. Training will "
+        "refuse it; use a longer text."
+    )
 st.caption(
     f"A context of block_size tokens needs block_size + 1 tokens in each split: at most "
     f"{max(summary.n_val - 1, 0):,} here. The validation split is the end of the text."

@@ -120,6 +120,10 @@ def resume() -> None:
     if not target:
         say("error", "No run to resume: pick one in the sidebar.")
         return
+    earlier = manager.get(target)
+    if earlier is not None and earlier.owner != me:
+        say("error", f"Not resumed: {Path(target).name} was started by another session.")
+        return
     try:
         job = resume_training(manager, me, target, int(st.session_state.train_resume_steps))
     except USER_ERRORS as error:
@@ -267,3 +271,6 @@ if watch:
     st.fragment(draw_job, run_every=1.0 if running else None)(watch, running)
 else:
     st.info("Press Start to train; the loss appears here as it falls.")
+    if st.session_state.train_overlay:
+        curves = [cached.run_curve_of(path) for path in st.session_state.train_overlay]
+        st.plotly_chart(loss_figure(curves, title="Earlier runs"), key="train_chart")

@@ -19,7 +19,8 @@ from streamlit.testing.v1 import AppTest
 from explorer.cached import job_manager
 from tinytf.config import TrainConfig
 from tinytf.corpus import load_corpus
-from tinytf.runs import list_runs, start_run
+from tinytf.runs import list_runs, load_run, start_run
+from tinytf.training import Trainer
 
 APP = Path(__file__).resolve().parent.parent / "explorer" / "app.py"
 PAGES = {
@@ -125,7 +126,7 @@ def test_data_page_counts_and_escapes_the_preview(empty_runs):
     at.file_uploader[0].upload("evil.txt", b"<b>bold</b> <script>x</script> " * 20, "text/plain")
     at.run()
     no_exception(at)
-    preview = [m.value for m in at.markdown if "<span" in m.value][0]
+    preview = next(m.value for m in at.markdown if "<span" in m.value)
     # Cut into tokens, every piece escaped: no tag of the corpus survives.
     assert "<script>" not in preview and "<b>" not in preview
     assert "&lt;" in preview and "&gt;" in preview
@@ -202,6 +203,41 @@ def test_train_start_metrics_stop_and_runs_page(empty_runs):
     row = table[table["folder"] == Path(run_folder).name]
     assert list(row["status"]) == ["stopped"]
 
+    # Resume continues the same folder for the steps asked, in a new job.
+    stopped_at = job.payload.trainer.step
+    at.number_input(key="train_resume_steps").set_value(5)
+    at.button(key="train_resume").click().run()
+    no_exception(at)
+    assert "Resumed" in texts(at.success)
+    resumed = job_manager().get(run_folder)
+    assert resumed is not job
+    resumed.thread.join(30)
+    assert resumed.view().status == "finished"
+    assert resumed.payload.trainer.step == stopped_at + 5
+
+
+def test_live_model_of_a_finished_job_in_the_sidebar(empty_runs):
+    at = open_page("train")
+    at.number_input(key="train_f_max_steps").set_value(20)
+    at.number_input(key="train_f_eval_interval").set_value(10)
+    at = press_start(at)
+    job_manager().get(at.session_state.train_watch).thread.join(60)
+    at.run()
+    assert "finished" in at.get("progress")[0].proto.text
+    at.sidebar.radio(key="app_checkpoint").set_value("live").run()
+    at.switch_page(PAGES["attention"]).run()
+    no_exception(at)
+    assert "live (step 20)" in texts(at.caption)
+
+
+def test_earlier_runs_overlay_on_the_train_chart(runs_dir):
+    at = open_page("train")
+    [fixture] = list_runs(runs_dir)
+    at.multiselect(key="train_overlay").set_value([str(fixture.path)]).run()
+    no_exception(at)
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert any(trace["name"].endswith("· val") for trace in figure["data"])
+
 
 def test_a_reload_reattaches_to_the_running_job(empty_runs):
     at = open_page("train")
@@ -235,6 +271,24 @@ def test_impossible_config_and_too_short_corpus_are_refused(empty_runs):
     data = press_start(data)
     no_exception(data)
     assert "block_size" in texts(data.error)
+
+
+def test_failure_inside_the_job_shows_on_the_train_page(empty_runs, monkeypatch):
+    original = Trainer._train_step
+
+    def fail_at_three(self, forward):
+        if self.step == 2:
+            raise RuntimeError("simulated fault")
+        return original(self, forward)
+
+    monkeypatch.setattr(Trainer, "_train_step", fail_at_three)
+    at = press_start(open_page("train"))
+    job = job_manager().get(at.session_state.train_watch)
+    job.thread.join(30)
+    at.run()
+    no_exception(at)
+    assert "simulated fault" in texts(at.error) and "marked failed" in texts(at.error)
+    assert load_run(job.key, "best").step == 0  # the step-0 checkpoint is intact
 
 
 def test_concurrent_job_cap_is_told(empty_runs, monkeypatch):

@@ -84,7 +84,7 @@ def test_failed_rename_keeps_the_old_file_and_no_temp(tmp_path: Path, monkeypatc
         raise OSError("disk vanished")
 
     monkeypatch.setattr(ckpt_module.os, "replace", crash)
-    with pytest.raises(OSError, match="disk vanished"):
+    with pytest.raises(OSError, match=r"disk vanished"):
         atomic_write_json(target, {"version": "new"})
     assert target.read_text() == '{\n  "version": "old"\n}\n'
     assert leftovers(tmp_path) == []
@@ -99,7 +99,7 @@ def test_crash_while_writing_a_checkpoint_keeps_the_old_one(tmp_path: Path, monk
         raise RuntimeError("killed mid-write")
 
     monkeypatch.setattr(ckpt_module.torch, "save", half_then_crash)
-    with pytest.raises(RuntimeError, match="killed mid-write"):
+    with pytest.raises(RuntimeError, match=r"killed mid-write"):
         save_checkpoint(path, model, None, 8, {}, {})
     assert path.read_bytes() == before
     assert load_checkpoint(path).step == 7
@@ -123,7 +123,7 @@ def test_pickled_object_that_runs_code_is_refused(tmp_path: Path):
     payload = {"format": "tinytf-checkpoint", "extra": {"x": RunsCodeWhenUnpickled(marker)}}
     torch.save(payload, path)
 
-    with pytest.raises(CheckpointError, match=r"evil\.pt: refused.*pickled object"):
+    with pytest.raises(CheckpointError, match=r"evil\.pt: refused.*pickled object \(\w+\.system\)"):
         load_checkpoint(path)
     assert not marker.exists()
 
@@ -145,6 +145,7 @@ def test_truncated_checkpoint_is_refused(tmp_path: Path):
     [
         (b"", "not a readable checkpoint"),
         (b"hello, not a checkpoint", "not a readable checkpoint"),
+        (b"\x00garbage", "not a readable checkpoint"),
     ],
 )
 def test_files_that_are_not_checkpoints(tmp_path: Path, content: bytes, message: str):
@@ -157,7 +158,7 @@ def test_files_that_are_not_checkpoints(tmp_path: Path, content: bytes, message:
 def test_plain_torch_file_without_the_marker_or_keys(tmp_path: Path):
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(2)}, other)
-    with pytest.raises(CheckpointError, match="not a tinytf checkpoint"):
+    with pytest.raises(CheckpointError, match=r"not a tinytf checkpoint"):
         load_checkpoint(other)
     partial = tmp_path / "partial.pt"
     torch.save({"format": "tinytf-checkpoint", "version": 1, "step": 3}, partial)
@@ -166,7 +167,7 @@ def test_plain_torch_file_without_the_marker_or_keys(tmp_path: Path):
 
 
 def test_missing_file(tmp_path: Path):
-    with pytest.raises(CheckpointError, match="no such checkpoint"):
+    with pytest.raises(CheckpointError, match=r"no such checkpoint"):
         load_checkpoint(tmp_path / "nope.pt")
 
 
@@ -205,7 +206,7 @@ def test_cuda_saved_checkpoint_loads_on_cpu(tmp_path: Path):
     gpu_path = tmp_path / "gpu.pt"
     _retag_as_cuda(path, gpu_path)
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA"):
+        with pytest.raises(RuntimeError, match=r"CUDA"):
             torch.load(gpu_path, weights_only=True)  # without a map it needs a GPU
     ckpt = load_checkpoint(gpu_path, map_location="cpu")
     assert all(t.device.type == "cpu" for t in ckpt.model_state.values())

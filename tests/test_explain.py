@@ -32,10 +32,12 @@ def test_top_k_by_hand():
     assert choice.cumulative[:2].tolist() == pytest.approx([2 / 3, 1.0])
     assert choice.chosen == 1  # 0.7 is past 2/3
     assert choice.chosen_rank == 1
-    assert choice.entropy_before == pytest.approx(-(0.5 * math.log(0.5) + 0.25 * math.log(0.25)
-                                                    + 2 * 0.125 * math.log(0.125)))
-    assert choice.entropy_after == pytest.approx(-(2 / 3 * math.log(2 / 3)
-                                                   + 1 / 3 * math.log(1 / 3)))
+    assert choice.entropy_before == pytest.approx(
+        -(0.5 * math.log(0.5) + 0.25 * math.log(0.25) + 2 * 0.125 * math.log(0.125))
+    )
+    assert choice.entropy_after == pytest.approx(
+        -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))
+    )
 
 
 def test_temperature_scales_the_logits():
@@ -79,8 +81,9 @@ def test_same_token_as_generate_for_the_same_draw(tiny_model, kind, use_cache):
     """generate draws one uniform per step and inverts the kept CDF; explain_step,
     given that step's draw and logits, must land on the same token and the same cut."""
     settings = SETTINGS[kind]
-    generation = generate(tiny_model, [3, 1, 4], 20, settings, seed=7, record_steps=True,
-                          use_cache=use_cache)
+    generation = generate(
+        tiny_model, [3, 1, 4], 20, settings, seed=7, record_steps=True, use_cache=use_cache
+    )
     ids = generation.ids
     for record in generation.steps:
         logits = step_logits(tiny_model, ids[: record.position])

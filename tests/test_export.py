@@ -17,6 +17,7 @@ import torch
 from explorer.export import (
     ExportError,
     attention_npz_bytes,
+    browser_path,
     csv_bytes,
     figure_bytes,
     kaleido_options,
@@ -61,6 +62,10 @@ def test_offline_settings():
     assert (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").is_file()
 
 
+def test_a_browser_is_found():
+    assert browser_path() is not None, "install Chromium: apt-get install chromium"
+
+
 def test_unknown_format_refused():
     with pytest.raises(ExportError, match="format"):
         figure_bytes(small_figure(), "gif")
@@ -91,8 +96,10 @@ def test_attention_npz_keeps_the_attention_tensors(tiny_model):
 
 
 def test_csv_bytes():
-    rows = [{"step": 0, "train_loss": 3.5, "val_loss": None, "_raw": ["x"]},
-            {"step": 1, "train_loss": 3.25, "val_loss": 3.3}]
+    rows = [
+        {"step": 0, "train_loss": 3.5, "val_loss": None, "_raw": ["x"]},
+        {"step": 1, "train_loss": 3.25, "val_loss": 3.3},
+    ]
     text = csv_bytes(rows).decode()
     assert text == "step,train_loss,val_loss\n0,3.5,\n1,3.25,3.3\n"
     assert csv_bytes([], columns=["a"]).decode() == "a\n"

@@ -177,3 +177,11 @@ def test_format_duration():
     assert format_duration(5.4) == "5 s"
     assert format_duration(125) == "2 min 05 s"
     assert format_duration(3720) == "1 h 02 min"
+
+
+def test_attention_grid_of_a_long_prompt_drops_token_hover():
+    T = figures.GRID_HOVER_TOKENS + 1
+    patterns = torch.softmax(torch.randn(1, 2, T, T), dim=-1)
+    fig = figures.attention_grid(patterns, [str(i) for i in range(T)])
+    assert all(trace.customdata is None for trace in fig.data)
+    assert "customdata" not in fig.data[0].hovertemplate

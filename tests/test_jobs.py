@@ -9,8 +9,15 @@ import time
 import pytest
 import torch
 
-from explorer.jobs import FAILED, FINISHED, STOPPED, JobError, JobLimitError, JobManager
-from explorer.jobs import max_jobs_from_env
+from explorer.jobs import (
+    FAILED,
+    FINISHED,
+    STOPPED,
+    JobError,
+    JobLimitError,
+    JobManager,
+    max_jobs_from_env,
+)
 from explorer.train_jobs import (
     TrainingPayload,
     job_curve,

@@ -27,8 +27,9 @@ from tinytf.sampling import SamplerSettings, generate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL = {"block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 16}
-TRAIN = TrainConfig(batch_size=4, max_steps=6, eval_interval=3, eval_batches=1, warmup_steps=1,
-                    device="cpu")
+TRAIN = TrainConfig(
+    batch_size=4, max_steps=6, eval_interval=3, eval_batches=1, warmup_steps=1, device="cpu"
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +79,17 @@ def test_lesson_replays_the_same_in_a_fresh_process(run_dir, lesson, tmp_path):
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(path), str(run_dir.parent)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     assert out.stdout == replay_lesson(lesson, run_dir.parent)
 
 
 def test_lesson_notices_a_checkpoint_that_moved_on(run_dir, lesson):
-    moved = lesson_from_json(lesson_to_json(lesson).replace(f'"step": {lesson.step}',
-                                                            '"step": 1'))
+    moved = lesson_from_json(lesson_to_json(lesson).replace(f'"step": {lesson.step}', '"step": 1'))
     with pytest.raises(LessonError, match="now at step"):
         replay_lesson(moved, run_dir.parent)
     other = json.loads(lesson_to_json(lesson))

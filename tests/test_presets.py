@@ -40,7 +40,7 @@ def test_small_preset_is_the_documented_shakespeare_model():
 
 
 def test_unknown_preset_names_the_choices():
-    with pytest.raises(ConfigError, match="^preset: unknown preset 'huge'; choose one of tiny"):
+    with pytest.raises(ConfigError, match=r"^preset: unknown preset 'huge'; choose one of tiny"):
         get_preset("huge")
 
 
@@ -66,7 +66,7 @@ def test_fit_caps_the_batch_at_the_training_windows():
 
 
 def test_fit_refuses_a_corpus_too_short_for_any_context():
-    with pytest.raises(ConfigError, match="^block_size:"):
+    with pytest.raises(ConfigError, match=r"^block_size:"):
         fit_to_corpus(get_preset("tiny"), 12)
 
 

@@ -109,9 +109,9 @@ def test_resume_drops_metric_rows_after_the_checkpoint(tmp_path: Path):
 def test_resume_refuses_a_finished_run_without_more_steps(tmp_path: Path):
     trainer = start(tmp_path, max_steps=4)
     losses(trainer)
-    with pytest.raises(ConfigError, match="^max_steps: the run is already at step 4"):
+    with pytest.raises(ConfigError, match=r"^max_steps: the run is already at step 4"):
         resume_run(trainer.run.path)
-    with pytest.raises(ConfigError, match="^steps:"):
+    with pytest.raises(ConfigError, match=r"^steps:"):
         resume_run(trainer.run.path, extra_steps=0)
 
 
@@ -168,10 +168,12 @@ def test_reader_ignores_a_partial_last_line(tmp_path: Path):
 
 
 def test_bad_config_makes_no_folder(tmp_path: Path):
-    with pytest.raises(ConfigError, match="^n_head:"):
+    with pytest.raises(ConfigError, match=r"^n_head:"):
         start_run(load_corpus("zen"), "char", {**MODEL, "n_head": 3}, train_config(), root=tmp_path)
-    with pytest.raises(ConfigError, match="^block_size:"):
-        start_run(load_corpus("zen"), "word", MODEL | {"block_size": 64}, train_config(), root=tmp_path)
+    with pytest.raises(ConfigError, match=r"^block_size:"):
+        start_run(
+            load_corpus("zen"), "word", MODEL | {"block_size": 64}, train_config(), root=tmp_path
+        )
     assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
 
 
@@ -182,7 +184,7 @@ def test_failure_before_any_checkpoint_removes_the_fresh_folder(tmp_path: Path, 
         raise OSError("No space left on device")
 
     monkeypatch.setattr(training, "save_checkpoint", disk_full)
-    with pytest.raises(TrainingError, match="after step 0: OSError: No space left"):
+    with pytest.raises(TrainingError, match=r"after step 0: OSError: No space left"):
         trainer.train()
     assert list(tmp_path.iterdir()) == []
 
@@ -194,7 +196,7 @@ def test_failure_later_marks_failed_and_keeps_the_checkpoint(tmp_path: Path):
         if isinstance(event, StepMetrics) and event.step == 6:
             raise ValueError("disk full")
 
-    with pytest.raises(TrainingError, match="disk full"):
+    with pytest.raises(TrainingError, match=r"disk full"):
         trainer.train(on_event=fail)
     record = RunFolder(trainer.run.path).read_record()
     assert record["status"] == "failed" and "disk full" in record["error"]
@@ -233,7 +235,7 @@ def test_a_running_record_whose_process_is_gone_lists_as_interrupted(tmp_path: P
     assert list_runs(tmp_path)[0].status == "interrupted"
     trainer.run.update_record(pid=os.getpid())
     assert list_runs(tmp_path)[0].status == "running"
-    with pytest.raises(RunError, match="still training"):
+    with pytest.raises(RunError, match=r"still training"):
         resume_run(trainer.run.path, extra_steps=2)
 
 
@@ -250,12 +252,12 @@ def test_load_run_reports_missing_files(tmp_path: Path):
     trainer = start(tmp_path, max_steps=2)
     losses(trainer)
     (trainer.run.path / "last.pt").unlink()
-    with pytest.raises(CheckpointError, match="no such checkpoint"):
+    with pytest.raises(CheckpointError, match=r"no such checkpoint"):
         load_run(trainer.run.path, "last")
     (trainer.run.path / "tokenizer.json").write_text("[]")
-    with pytest.raises(RunError, match="tokenizer.json"):
+    with pytest.raises(RunError, match=r"tokenizer.json"):
         load_run(trainer.run.path)
-    with pytest.raises(RunError, match="no such run folder"):
+    with pytest.raises(RunError, match=r"no such run folder"):
         load_run(tmp_path / "nope")
 
 
@@ -288,7 +290,7 @@ def test_delete_run_refuses_anything_not_directly_inside_the_root(tmp_path: Path
 
     delete_run(root, trainer.run.path.name)
     assert not trainer.run.path.exists()
-    with pytest.raises(RunError, match="no such run folder"):
+    with pytest.raises(RunError, match=r"no such run folder"):
         delete_run(root, trainer.run.path)
 
 

@@ -37,8 +37,9 @@ def tokenizer() -> CharTokenizer:
 @pytest.fixture
 def model(tokenizer: CharTokenizer) -> TinyGPT:
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=tokenizer.vocab_size, block_size=8, n_layer=2, n_head=2,
-                         n_embd=16)
+    config = ModelConfig(
+        vocab_size=tokenizer.vocab_size, block_size=8, n_layer=2, n_head=2, n_embd=16
+    )
     return TinyGPT(config).eval()
 
 
@@ -101,7 +102,9 @@ def test_save_list_load_round_trip(model, tokenizer, tmp_path):
     assert snapshot_path(tmp_path, 25).name == "step_000025.npz"
     # No temporary files left behind by the atomic writes.
     assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == [
-        "step_000000.npz", "step_000025.npz", "step_000050.npz"
+        "step_000000.npz",
+        "step_000025.npz",
+        "step_000050.npz",
     ]
 
     original = take_snapshot(model, tokenizer, probe, passage, step=25)
@@ -131,8 +134,9 @@ def test_bad_snapshot_files(tmp_path, model, tokenizer):
     with pytest.raises(SnapshotError, match="not a snapshot"):
         load_snapshot(tmp_path, 4)
     # An archive holding a pickled object is refused, never unpickled.
-    probe, passage = probe_and_passage(tokenizer.encode(TEXT)[:150],
-                                       tokenizer.encode(TEXT)[150:], 8)
+    probe, passage = probe_and_passage(
+        tokenizer.encode(TEXT)[:150], tokenizer.encode(TEXT)[150:], 8
+    )
     save_snapshot(tmp_path, take_snapshot(model, tokenizer, probe, passage, step=5))
     with np.load(snapshot_path(tmp_path, 5)) as archive:
         arrays = dict(archive)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_lr_schedule_warmup_peak_and_cosine_end():
     assert lr_at(60, config) == pytest.approx(5.5e-3)  # half way: mean of peak and floor
     assert lr_at(110, config) == pytest.approx(1e-3)  # the last update gets the floor
     decay = [lr_at(u, config) for u in range(10, 111)]
-    assert all(a >= b for a, b in zip(decay, decay[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(decay))
 
 
 def test_lr_schedule_without_warmup_and_default_floor():
@@ -150,6 +151,19 @@ def test_should_stop_callable(zen_char):
     assert (result.status, result.step) == ("stopped", 3)
 
 
+def test_train_again_after_a_stop_continues_where_it_was(zen_char):
+    """Regression: a second train() call re-ran the step-0 evaluation and restarted the
+    elapsed-time count."""
+    straight, _ = collect(make_trainer(zen_char, max_steps=10))
+    trainer = make_trainer(zen_char, max_steps=10)
+    first, _ = collect(trainer, should_stop=lambda: trainer.step >= 3)
+    second, evals = collect(trainer)
+    assert [m.step for m in second] == list(range(4, 11))
+    assert [e.step for e in evals] == [5, 10]
+    assert [m.loss for m in first + second] == [m.loss for m in straight]
+    assert second[0].elapsed_s > first[-1].elapsed_s
+
+
 def test_exception_in_the_loop_becomes_training_error(zen_char):
     trainer = make_trainer(zen_char, max_steps=20)
 
@@ -217,12 +231,12 @@ def test_throughput_and_mfu_are_reported(zen_char):
 def test_model_config_vocab_must_match_tokenizer(zen_char):
     tokenizer, ids = zen_char
     config = ModelConfig(vocab_size=tokenizer.vocab_size + 1, block_size=8)
-    with pytest.raises(ConfigError, match="^vocab_size:"):
+    with pytest.raises(ConfigError, match=r"^vocab_size:"):
         Trainer(config, TrainConfig(), ids, tokenizer)
 
 
 def test_unknown_model_field_is_a_config_error(zen_char):
-    with pytest.raises(ConfigError, match="^model:"):
+    with pytest.raises(ConfigError, match=r"^model:"):
         make_trainer(zen_char, model={**MODEL, "layers": 3})
 
 
@@ -232,7 +246,7 @@ def test_train_fraction_takes_a_prefix_and_keeps_val(zen_char):
     assert quarter.train_ids.numel() == int(full.train_ids.numel() * 0.25)
     assert torch.equal(quarter.train_ids, full.train_ids[: quarter.train_ids.numel()])
     assert torch.equal(quarter.val_ids, full.val_ids)
-    with pytest.raises(ConfigError, match="^train_fraction:"):
+    with pytest.raises(ConfigError, match=r"^train_fraction:"):
         TrainConfig(train_fraction=0.0)
 
 
@@ -277,7 +291,7 @@ def test_get_batch_reaches_the_last_token():
 
 def test_take_fraction_refuses_too_little():
     assert take_fraction(torch.arange(100), 0.5, 10).numel() == 50
-    with pytest.raises(ConfigError, match="^train_fraction:"):
+    with pytest.raises(ConfigError, match=r"^train_fraction:"):
         take_fraction(torch.arange(100), 0.05, 10)
 
 
@@ -293,7 +307,7 @@ def test_pick_device_falls_back_to_cpu_with_a_warning():
     assert "not available" in choice.warning
     assert pick_device("cpu").warning is None
     assert pick_device("auto").device.type in ("cpu", "mps")
-    with pytest.raises(ConfigError, match="^device:"):
+    with pytest.raises(ConfigError, match=r"^device:"):
         pick_device("tpu")
 
 

@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import pickle
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -187,10 +188,16 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        # torch raises this when the file pickles something other than plain data.
+        # torch names the refused class or function as "GLOBAL module.name"; without one
+        # the pickle stream itself is damaged.
+        refused = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if refused is None:
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint, truncated or damaged (bad pickle data)"
+            ) from error
         raise CheckpointError(
-            f"{path}: refused, it holds a pickled object that is not plain data and could "
-            f"run code when loaded ({_first_line(error)})"
+            f"{path}: refused, it holds a pickled object ({refused.group(1)}) that is not "
+            "plain data and could run code when loaded"
         ) from error
     except Exception as error:  # torch raises many kinds for a damaged file
         raise CheckpointError(

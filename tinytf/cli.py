@@ -276,7 +276,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 # Sampling
 
 
-def sampler_settings(kind: str, temperature: float | None, top_k: int | None, top_p: float | None):
+def sampler_settings(
+    kind: str, temperature: float | None, top_k: int | None, top_p: float | None
+) -> SamplerSettings:
     """SamplerSettings for `kind`, with SAMPLER_DEFAULTS for the knobs it uses and lacks."""
     if temperature is None:
         uses_temperature = kind in ("temperature", "top-k", "temperature-top-p")
@@ -468,3 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        # Outside training (loading, sampling) there is nothing to save.
+        print("interrupted", file=sys.stderr)
+        return EXIT_STOPPED

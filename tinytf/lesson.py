@@ -70,8 +70,7 @@ def fingerprint(model: torch.nn.Module) -> str:
 
 def lesson_to_json(lesson: Lesson) -> str:
     data = dataclasses.asdict(lesson)
-    return json.dumps({"format": FORMAT, "version": VERSION, **data}, indent=1,
-                      ensure_ascii=False)
+    return json.dumps({"format": FORMAT, "version": VERSION, **data}, indent=1, ensure_ascii=False)
 
 
 def save_lesson(path: Path | str, lesson: Lesson) -> Path:
@@ -203,8 +202,14 @@ def replay_generation(lesson: Lesson, runs_root: Path | str) -> tuple[LoadedRun,
     """The loaded run and the lesson's generation (with its step records)."""
     loaded = open_lesson_run(lesson, runs_root)
     ids = lesson_prompt_ids(loaded, lesson.prompt)
-    generation = generate(loaded.model, ids, lesson.max_new_tokens, lesson.sampler,
-                          seed=lesson.seed, record_steps=True)
+    generation = generate(
+        loaded.model,
+        ids,
+        lesson.max_new_tokens,
+        lesson.sampler,
+        seed=lesson.seed,
+        record_steps=True,
+    )
     return loaded, generation
 
 
@@ -225,5 +230,3 @@ def make_lesson(loaded: LoadedRun, **fields: Any) -> Lesson:
     )
     # The same checks a reader applies, so nothing is saved that cannot be opened again.
     return lesson_from_json(lesson_to_json(lesson))
-
-

@@ -21,9 +21,7 @@ objects; they load with allow_pickle=False) and are written atomically.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tinytf.checkpoint import atomic_write
 from tinytf.model import TinyGPT
 from tinytf.sampling import SamplerSettings, generate
 from tinytf.tokenizer import Tokenizer
@@ -101,9 +100,7 @@ def probe_and_passage(
     probe = [int(i) for i in train_ids[: min(PROBE_TOKENS, block_size)]]
     passage = [int(i) for i in val_ids[:PASSAGE_TOKENS]]
     if not probe or len(passage) < 2:
-        raise SnapshotError(
-            "snapshot: needs at least one training token and two validation tokens"
-        )
+        raise SnapshotError("snapshot: needs at least one training token and two validation tokens")
     return probe, passage
 
 
@@ -204,24 +201,15 @@ def save_snapshot(run_dir: Path | str, snapshot: Snapshot) -> Path:
         "passage_tokens": snapshot.passage_tokens,
         "sample_text": snapshot.sample_text,
     }
-    handle = tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".npz", delete=False
-    )
-    try:
-        with handle:
-            np.savez(
-                handle,
-                patterns=snapshot.patterns,
-                probe_ids=snapshot.probe_ids,
-                passage_ids=snapshot.passage_ids,
-                token_losses=snapshot.token_losses,
-                sample_ids=snapshot.sample_ids,
-                meta=np.array(json.dumps(meta, ensure_ascii=False)),
-            )
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    arrays = {
+        "patterns": snapshot.patterns,
+        "probe_ids": snapshot.probe_ids,
+        "passage_ids": snapshot.passage_ids,
+        "token_losses": snapshot.token_losses,
+        "sample_ids": snapshot.sample_ids,
+        "meta": np.array(json.dumps(meta, ensure_ascii=False)),
+    }
+    atomic_write(path, lambda file: np.savez(file, **arrays))
     return path
 
 
@@ -302,10 +290,7 @@ def snapshot_diff(prev: Snapshot, cur: Snapshot) -> SnapshotDiff:
     a, b = prev.sample_ids, cur.sample_ids
     shared = min(a.size, b.size)
     differ = np.nonzero(a[:shared] != b[:shared])[0]
-    if differ.size:
-        first = int(differ[0])
-    else:
-        first = None if a.size == b.size else shared
+    first = int(differ[0]) if differ.size else (None if a.size == b.size else shared)
     change = np.abs(cur.patterns - prev.patterns).max(axis=(2, 3))  # (L, nh)
     return SnapshotDiff(
         prev_step=prev.step,

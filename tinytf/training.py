@@ -237,6 +237,7 @@ class Trainer:
         self.last_eval: EvalMetrics | None = None
         self._elapsed_before = 0.0
         self._saved_step: int | None = None  # step of the latest last.pt from this trainer
+        self._evaluated_step: int | None = None  # step of the latest evaluation
 
         # 5. Timing of the current call to train().
         self._clock = perf_counter()
@@ -316,7 +317,7 @@ class Trainer:
         self.best_val_loss = extra.get("best_val_loss")
         self.best_step = extra.get("best_step")
         self._elapsed_before = float(extra.get("elapsed_s", 0.0))
-        self._saved_step = checkpoint.step
+        self._saved_step = self._evaluated_step = checkpoint.step
         # Last: building the model above drew from torch's RNG.
         restore_rng(checkpoint.rng_state, self.generator, self.device)
 
@@ -342,18 +343,7 @@ class Trainer:
         self._mark_running()
         self._clock = perf_counter()
         try:
-            if self.step == 0:
-                self._evaluate(emit)
-            while self.step < self.train_config.max_steps:
-                if stop_requested():
-                    return self._finish("stopped")
-                metrics = self._train_step(forward)
-                emit(metrics)
-                if self._eval_due():
-                    self._evaluate(emit)
-                else:
-                    self._log_row(metrics.loss, None, metrics.lr, metrics.tokens_per_s)
-            return self._finish("finished")
+            return self._loop(emit, stop_requested, forward)
         except KeyboardInterrupt:
             # A second Ctrl-C can land mid-step, so the half-done state is not saved.
             self._end_abruptly("stopped", "interrupted; resumes from the last checkpoint")
@@ -362,6 +352,28 @@ class Trainer:
             reason = str(error) if isinstance(error, TrainingError) else _describe(error)
             self._end_abruptly("failed", reason)
             raise TrainingError(f"training failed after step {self.step}: {reason}") from error
+        finally:
+            self._elapsed_before = self._elapsed()  # a later call continues the count
+            self._clock = perf_counter()
+
+    def _loop(
+        self,
+        emit: Callable[[Event], None],
+        stop_requested: Callable[[], bool],
+        forward: nn.Module,
+    ) -> TrainResult:
+        if self.step == 0 and self._evaluated_step != 0:
+            self._evaluate(emit)  # the starting point of the curves, near ln(V)
+        while self.step < self.train_config.max_steps:
+            if stop_requested():
+                return self._finish("stopped")
+            metrics = self._train_step(forward)
+            emit(metrics)
+            if self._eval_due():
+                self._evaluate(emit)
+            else:
+                self._log_row(metrics.loss, None, metrics.lr, metrics.tokens_per_s)
+        return self._finish("finished")
 
     def _eval_due(self) -> bool:
         return (
@@ -428,6 +440,7 @@ class Trainer:
             best_step=self.best_step,
         )
         self.last_eval = metrics
+        self._evaluated_step = self.step
         self._window_tokens, self._window_s = 0, 0.0
 
         # Step 0 has had no update, so no learning rate and no throughput.
