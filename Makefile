@@ -30,6 +30,7 @@ run: $(VENV)/.runtime
 	$(PY) -m streamlit run explorer/app.py --server.port $(PORT)
 
 test: $(VENV)/.dev
+	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest
 
 demo: $(VENV)/.runtime

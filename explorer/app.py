@@ -40,6 +40,7 @@ page = st.navigation(
         st.Page(PAGES / "5_block_stepper.py", title="Block stepper", icon="🪜", url_path="block"),
         st.Page(PAGES / "6_samplers.py", title="Samplers", icon="🎲", url_path="samplers"),
         st.Page(PAGES / "7_runs.py", title="Runs", icon="🗂️", url_path="runs"),
+        st.Page(PAGES / "8_scarcity_lab.py", title="Scarcity lab", icon="🧪", url_path="scarcity"),
     ]
 )
 warm_up()

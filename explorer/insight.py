@@ -26,15 +26,25 @@ from explorer.figures_scarcity import (
     passage_html,
     renormalised_figure,
 )
+from explorer.models import ModelSource
 from explorer.render import token_label
+from explorer.sampler_view import LABELS, Knobs, column_settings
 from explorer.scarcity import describe_memorization, training_tokens
 from explorer.train_jobs import rows_curve
 from tinytf.explain import TokenChoice, explain_step, step_logits
+from tinytf.lesson import (
+    Lesson,
+    LessonError,
+    fingerprint,
+    lesson_from_json,
+    lesson_to_json,
+    replay_generation,
+)
 from tinytf.memorization import MemorizationResult, TrainingIndex, default_n, memorization_rate
 from tinytf.memorization import training_index as build_index
 from tinytf.model import TinyGPT
-from tinytf.runs import RunError, read_metrics
-from tinytf.sampling import Generation, SamplerSettings, generate
+from tinytf.runs import RunError, RunFolder, read_metrics, runs_root
+from tinytf.sampling import SAMPLERS, Generation, SamplerSettings, SamplingError, generate
 from tinytf.snapshots import Snapshot, SnapshotError, list_snapshots, load_snapshot, snapshot_diff
 from tinytf.tokenizer import Tokenizer
 
@@ -194,6 +204,11 @@ def draw_scrubber(run_path: str | Path, key: str, vocab_size: int | None = None)
             "training with snapshots on (the app and the CLI do by default)."
         )
         return
+    if vocab_size is None:
+        try:
+            vocab_size = int(RunFolder(run_path).read_config()["model"]["vocab_size"])
+        except (RunError, KeyError, TypeError, ValueError):
+            vocab_size = None
     _pick_step_from_chart(run_path, steps, key)
     if st.session_state.get(f"{key}_step") not in steps:
         st.session_state[f"{key}_step"] = steps[-1]
@@ -353,4 +368,165 @@ def generation_memo(
 
 
 def memo_caption(result: MemorizationResult | None) -> str:
-    return "memorisation: unknown" if result is None else describe_memorization(result)
+    if result is None:
+        return "memorisation: unknown (the run's training text cannot be read)"
+    return f"memorisation: {describe_memorization(result)}"
+
+
+# --- lessons (Samplers page) ---------------------------------------------------------------
+
+KNOB_KEYS = {
+    field: f"samp_{field}"
+    for field in ("temperature", "top_k", "top_p", "ttp_temperature", "ttp_top_p")
+}
+NEW_TOKEN_RANGE = (5, 300, 5)  # the Samplers page's "New tokens" slider: low, high, step
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _fingerprint(_model: TinyGPT, model_key: str) -> str:
+    return fingerprint(_model)
+
+
+def samplers_lesson(
+    source: ModelSource, checkpoint: str, column: str, settings: SamplerSettings
+) -> Lesson:
+    """The Samplers page as it stands, as a lesson on `column`'s sampler."""
+    state = st.session_state
+    lesson = Lesson(
+        run=source.run_path.name,
+        checkpoint=checkpoint,
+        step=source.step,
+        prompt=state.samp_prompt,
+        sampler=settings,
+        seed=int(state.samp_seed),
+        max_new_tokens=int(state.samp_new_tokens),
+        page="samplers",
+        view={
+            "knobs": {field: state[key] for field, key in KNOB_KEYS.items()},
+            "column": column,
+            "position": int(state.samp_why_position),
+        },
+        weights=_fingerprint(source.model, source.key),
+        title=f"{LABELS.get(column, column)} on {source.run_path.name}",
+    )
+    return lesson_from_json(lesson_to_json(lesson))  # the reader's checks, before saving
+
+
+def _lesson_knobs(lesson: Lesson) -> dict[str, object]:
+    """Session values of the five columns' knobs that show the lesson's sampler."""
+    knobs = dict(lesson.view.get("knobs") or {})
+    unknown = set(knobs) - set(KNOB_KEYS)
+    if unknown:
+        raise LessonError(f"view.knobs: unknown knob {sorted(unknown)[0]!r}")
+    sampler = lesson.sampler
+    if sampler.kind == "temperature":
+        knobs["temperature"] = sampler.temperature
+    elif sampler.kind == "top-k":
+        knobs["top_k"] = sampler.top_k
+    elif sampler.kind == "top-p":
+        knobs["top_p"] = sampler.top_p
+    elif sampler.kind == "temperature-top-p":
+        knobs["ttp_temperature"], knobs["ttp_top_p"] = sampler.temperature, sampler.top_p
+    values = {KNOB_KEYS[field]: st.session_state[KNOB_KEYS[field]] for field in KNOB_KEYS}
+    values.update({KNOB_KEYS[field]: value for field, value in knobs.items()})
+    try:
+        shown = column_settings(Knobs(**{f: values[KNOB_KEYS[f]] for f in KNOB_KEYS}))
+    except (SamplingError, TypeError) as error:
+        raise LessonError(f"view.knobs: {error}") from error
+    if shown[sampler.kind] != sampler:
+        raise LessonError(
+            f"sampler: the Samplers page cannot show {sampler} (its top-k "
+            "column samples at temperature 1)"
+        )
+    return values
+
+
+def open_lesson_upload() -> None:
+    """on_change of the lesson uploader: check the file and its run, then set the page
+    (and the sidebar's run) to the lesson's view. Runs before the page script."""
+    upload = st.session_state.get("samp_lesson_upload")
+    if upload is None:
+        return
+    try:
+        lesson = lesson_from_json(upload.getvalue())
+        low, high, step = NEW_TOKEN_RANGE
+        if not low <= lesson.max_new_tokens <= high or lesson.max_new_tokens % step:
+            raise LessonError(
+                f"max_new_tokens: the page shows {low} to {high} in steps of "
+                f"{step}, the lesson asks for {lesson.max_new_tokens}"
+            )
+        knobs = _lesson_knobs(lesson)
+        loaded, generation = replay_generation(lesson, runs_root())
+    except LessonError as error:
+        st.session_state.samp_lesson_message = ("error", f"Lesson not opened: {error}")
+        return
+    column = lesson.view.get("column", lesson.sampler.kind)
+    position = lesson.view.get("position", 0)
+    state = st.session_state
+    state.app_run, state.app_checkpoint = str(loaded.path), lesson.checkpoint
+    state.samp_prompt, state.samp_seed = lesson.prompt, lesson.seed
+    state.samp_new_tokens = lesson.max_new_tokens
+    state.update(knobs)
+    state.samp_why_column = column if column in SAMPLERS else lesson.sampler.kind
+    state.samp_why_position = position if isinstance(position, int) else 0
+    state.samp_lesson_expect = {
+        "column": lesson.sampler.kind,
+        "title": lesson.title,
+        "text": loaded.tokenizer.decode(generation.ids),
+    }
+    state.samp_lesson_message = (
+        "success",
+        f"Opened the lesson {lesson.title!r} on "
+        f"{lesson.run} ({lesson.checkpoint}.pt, step {lesson.step}).",
+    )
+
+
+def draw_lesson_controls(
+    source: ModelSource, checkpoint: str, column: str, settings: SamplerSettings
+) -> None:
+    """Download this view as a lesson file, or open one."""
+    left, right = st.columns(2)
+    with left:
+        if checkpoint not in ("best", "last"):
+            st.caption("A lesson needs a saved checkpoint: pick best or last in the sidebar.")
+        else:
+            lesson = samplers_lesson(source, checkpoint, column, settings)
+            st.download_button(
+                "Download this view as a lesson",
+                data=lesson_to_json(lesson).encode("utf-8"),
+                file_name=export.safe_file_name(f"{source.run_path.name}_{column}", "json").replace(
+                    ".json", ".lesson.json"
+                ),
+                mime="application/json",
+                on_click="ignore",
+                icon=":material/school:",
+                key="samp_lesson_download",
+                help="The run folder's name, its checkpoint and step, the prompt, seed, "
+                "sampler and this view. Opened beside the same run, it shows the same text.",
+            )
+    with right:
+        st.file_uploader(
+            "Open a lesson file",
+            type=["json"],
+            key="samp_lesson_upload",
+            on_change=open_lesson_upload,
+            max_upload_size=1,
+        )
+
+
+def check_lesson_text(generations: Mapping[str, Generation], tokenizer: Tokenizer) -> None:
+    """After a lesson was opened: does its column show the text the lesson replayed?"""
+    expect = st.session_state.get("samp_lesson_expect")
+    if not expect or expect["column"] not in generations:
+        return
+    shown = tokenizer.decode(generations[expect["column"]].ids)
+    if shown == expect["text"]:
+        st.success(
+            f"Lesson {expect['title']!r}: the {LABELS[expect['column']]} column "
+            "shows exactly the lesson's text."
+        )
+    else:
+        st.warning(
+            f"Lesson {expect['title']!r}: the page's settings have changed since it "
+            "was opened, so its text differs from the lesson's."
+        )

@@ -315,7 +315,11 @@ def sampler_memorization(run_dir: Path | str, checkpoint: str = "last") -> dict[
         )
         generated = loaded.tokenizer.token_strings(generation.new_ids)
         result = memorization_rate(generated, index, n, join=loaded.tokenizer.join)
-        samplers[kind] = {**_result_dict(result), "text": loaded.tokenizer.decode(generation.ids)}
+        samplers[kind] = {
+            **_result_dict(result),
+            "text": loaded.tokenizer.decode(generation.ids),
+            "new_ids": generation.new_ids,
+        }
     data = {
         "checkpoint": checkpoint,
         "step": loaded.step,

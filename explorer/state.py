@@ -1,7 +1,7 @@
 """Every session-state key of the app, initialised in one place.
 
 Keys carry the prefix of the page that owns them (`data_`, `train_`, `attn_`, `causal_`,
-`block_`, `samp_`, `runs_`); `app_` keys belong to the shell (the sidebar). Widgets are
+`block_`, `samp_`, `runs_`, `scar_`); `app_` keys belong to the shell (the sidebar). Widgets are
 created with `key=` only and take their starting value from here, never from a `value=`
 argument as well (Streamlit warns when both are given).
 
@@ -40,6 +40,9 @@ DEFAULTS: Mapping[str, Any] = {
     "train_overlay": [],  # earlier run folders drawn on the same axes
     "train_resume_steps": 100,  # steps a Resume adds
     "train_message": None,  # (kind, text) left by a button's callback for the page
+    "train_scrub_show": False,  # the snapshot scrubber under the live chart
+    "train_scrub_step": None,  # the snapshot step shown for the watched run
+    "train_scrub_clicked": None,  # the last loss-curve point clicked (applied once)
     # Attention page.
     "attn_prompt": "Beautiful is better than ugly.",
     "attn_layer": 0,
@@ -68,11 +71,27 @@ DEFAULTS: Mapping[str, Any] = {
     "samp_ttp_top_p": 0.9,
     "samp_step": 0,  # which generated token's distribution the chart shows
     "samp_context": "greedy",  # whose text up to that step is the chart's context
+    "samp_why_column": "temperature",  # whose generated token "why this token" explains
+    "samp_why_position": 0,  # which of its generated tokens (0 = the first new one)
+    "samp_lesson_message": None,  # (kind, text) left by opening a lesson file
+    "samp_lesson_expect": None,  # the opened lesson's column, title and replayed text
     # Runs page.
     "runs_selected": [],  # run folders whose curves are overlaid
     "runs_target": None,  # the run the download and delete buttons act on
     "runs_delete": None,  # run folder awaiting the confirmation of its deletion
     "runs_message": None,  # (kind, text) left by a deletion for the next run to show
+    "runs_scrub_show": True,  # the snapshot scrubber of the picked run
+    "runs_scrub_step": None,  # the snapshot step shown for the picked run
+    "runs_scrub_clicked": None,  # the last loss-curve point clicked (applied once)
+    # Scarcity lab page.
+    "scar_preset": "tiny",
+    "scar_steps": 300,  # steps of each fraction's run
+    "scar_eval_interval": 25,
+    "scar_fractions": [0.01, 0.05, 0.25, 1.0],
+    "scar_name": "",
+    "scar_group": None,  # the lab (group of runs) shown
+    "scar_samples": None,  # the run whose samples are shown
+    "scar_message": None,  # (kind, text) left by the start button's callback
 }
 
 

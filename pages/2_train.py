@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer import cached
+from explorer import cached, insight
 from explorer.figures import loss_figure
 from explorer.jobs import JobError
 from explorer.render import format_duration
@@ -274,3 +274,8 @@ else:
     if st.session_state.train_overlay:
         curves = [cached.run_curve_of(path) for path in st.session_state.train_overlay]
         st.plotly_chart(loss_figure(curves, title="Earlier runs"), key="train_chart")
+
+if watch and st.toggle(
+    "Scrub through training: a snapshot at each evaluation", key="train_scrub_show"
+):
+    insight.draw_scrubber(watch, key="train_scrub")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import figures
+from explorer import figures, insight
 from explorer.attention_view import PromptError, run_prompt
 from explorer.models import current_source
 from explorer.state import keep_page_state
@@ -42,15 +42,18 @@ head = right.selectbox("Head", range(n_head), key="attn_head")
 
 labels = view.labels
 small = len(labels) <= 12
-st.plotly_chart(
+insight.head_badges(view.cache, layer, head, source.model.config.head_size)
+insight.chart(
     figures.attention_heatmap(
         view.pattern(layer, head),
         labels,
         title=f"Layer {layer}, head {head}: attention weights",
         show_values=small,
     ),
+    f"attention_layer{layer}_head{head}",
     key="attn_main",
 )
+insight.attention_download(view.cache, view.tokens, "attention_tensors", key="attn_npz")
 
 st.subheader("From scores to weights")
 st.caption(
@@ -85,7 +88,10 @@ panels = [
 ]
 for column, (figure, key) in zip(steps, panels, strict=True):
     figure.update_layout(height=360, yaxis_title=None, xaxis_title=None)
-    column.plotly_chart(figure, key=key)
+    with column:
+        insight.chart(figure, f"{key}_layer{layer}_head{head}", key=key)
 
 if st.toggle("Overview: every layer and head", key="attn_show_grid"):
-    st.plotly_chart(figures.attention_grid(view.all_patterns(), labels), key="attn_grid")
+    insight.chart(
+        figures.attention_grid(view.all_patterns(), labels), "attention_grid", key="attn_grid"
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import figures
+from explorer import figures, insight
 from explorer.attention_view import PromptError, output_differences, run_prompt
 from explorer.models import current_source
 from explorer.render import token_label
@@ -42,26 +42,32 @@ head = right.selectbox("Head", range(n_head), key="causal_head")
 
 small = T <= 12
 mask_col, masked_col, soft_col = st.columns(3)
-mask_col.plotly_chart(figures.mask_heatmap(T, labels), key="causal_mask")
-masked_col.plotly_chart(
-    figures.attention_heatmap(
-        view.masked_scores(layer, head),
-        labels,
-        kind="scores",
-        title="masked scores (empty = -∞)",
-        show_values=small,
-    ),
-    key="causal_masked",
-)
-soft_col.plotly_chart(
-    figures.attention_heatmap(
-        view.pattern(layer, head),
-        labels,
-        title="softmax of each row (rows sum to 1)",
-        show_values=small,
-    ),
-    key="causal_softmax",
-)
+with mask_col:
+    insight.chart(figures.mask_heatmap(T, labels), "causal_mask", key="causal_mask")
+with masked_col:
+    insight.chart(
+        figures.attention_heatmap(
+            view.masked_scores(layer, head),
+            labels,
+            kind="scores",
+            title="masked scores (empty = -∞)",
+            show_values=small,
+        ),
+        f"masked_scores_layer{layer}_head{head}",
+        key="causal_masked",
+    )
+with soft_col:
+    insight.chart(
+        figures.attention_heatmap(
+            view.pattern(layer, head),
+            labels,
+            title="softmax of each row (rows sum to 1)",
+            show_values=small,
+        ),
+        f"softmax_layer{layer}_head{head}",
+        key="causal_softmax",
+    )
+insight.head_badges(view.cache, layer, head, source.model.config.head_size)
 
 st.subheader("The live check: change a later token")
 if T < 2:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import figures
+from explorer import figures, insight
 from explorer.attention_view import PromptError, encode_for_model
 from explorer.models import current_source, generate_cached
 from explorer.render import token_label
@@ -23,6 +23,10 @@ source = current_source()
 if source is None:
     st.stop()
 st.caption(f"Model: {source.label}")
+lesson_message = st.session_state.samp_lesson_message
+if lesson_message:
+    (st.error if lesson_message[0] == "error" else st.success)(lesson_message[1])
+    st.session_state.samp_lesson_message = None
 
 prompt_col, seed_col, length_col = st.columns([4, 1, 2])
 prompt_col.text_input("Prompt", key="samp_prompt", max_chars=2000)
@@ -88,6 +92,9 @@ for kind, column in columns.items():
         if repeat.length:
             span = generation.new_ids[repeat.first : repeat.first + repeat.length]
             st.caption(f"repeated: {source.tokenizer.decode(span)!r}")
+        memo = insight.generation_memo(source.run_path, source.tokenizer, generation.new_ids)
+        st.caption(insight.memo_caption(memo))
+insight.check_lesson_text(generations, source.tokenizer)
 
 st.subheader("The next-token distribution at one step")
 left, right = st.columns([3, 2])
@@ -102,12 +109,42 @@ right.selectbox(
 context = generations[state.samp_context].ids[: len(ids) + state.samp_step]
 view = step_view(source.model, context, settings)
 vocab_labels = [token_label(t) for t in source.tokenizer.vocab]
-st.plotly_chart(
-    figures.sampler_keep_figure(
-        vocab_labels,
-        view.base_probs,
-        {LABELS[k]: p for k, p in view.kept_probs.items()},
-        title=f"After {len(context)} tokens: who keeps what",
-    ),
-    key="samp_keep",
+keep_figure = figures.sampler_keep_figure(
+    vocab_labels,
+    view.base_probs,
+    {LABELS[k]: p for k, p in view.kept_probs.items()},
+    title=f"After {len(context)} tokens: who keeps what",
 )
+insight.chart(keep_figure, f"samplers_step_{state.samp_step}", key="samp_keep")
+
+st.subheader("Why this token")
+st.caption(
+    "One generated token's whole path: the scores, the temperature, the cut, the "
+    "renormalised probabilities and the random draw that picked it."
+)
+why_col, position_col = st.columns([2, 3])
+why_col.selectbox("Column", SAMPLERS, format_func=LABELS.get, key="samp_why_column")
+state.samp_why_position = min(state.samp_why_position, state.samp_new_tokens - 1)
+position_col.slider(
+    "Generated token (0 = the first new one)", 0, state.samp_new_tokens - 1, key="samp_why_position"
+)
+why_kind = state.samp_why_column
+recorded = insight.recorded_generation(
+    source.model,
+    source.key,
+    tuple(ids),
+    state.samp_new_tokens,
+    settings[why_kind],
+    int(state.samp_seed),
+)
+insight.draw_why_token(
+    source.model,
+    source.tokenizer,
+    recorded,
+    settings[why_kind],
+    state.samp_why_position,
+    key="samp_why",
+)
+
+st.subheader("Take it away: a lesson file")
+insight.draw_lesson_controls(source, state.app_checkpoint, why_kind, settings[why_kind])

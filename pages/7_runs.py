@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from explorer import insight
 from explorer.cached import run_curve_of
 from explorer.figures import loss_figure
 from explorer.runs_view import runs_table
@@ -54,8 +55,10 @@ if st.session_state.runs_selected:
         vocab = RunFolder(first.path).read_config()["model"]["vocab_size"]
     except (RunError, KeyError, TypeError):
         vocab = None
-st.plotly_chart(
-    loss_figure(curves, vocab_size=vocab, title="Validation and training loss"), key="runs_curves"
+insight.chart(
+    loss_figure(curves, vocab_size=vocab, title="Validation and training loss"),
+    "loss_curves",
+    key="runs_curves",
 )
 
 st.subheader("One run")
@@ -78,6 +81,8 @@ if best.is_file():
     )
 else:
     download.caption("No best.pt in this run.")
+with download:
+    insight.metrics_download(run.path, key="runs_metrics_csv")
 
 
 def ask_delete(path: str) -> None:
@@ -112,3 +117,7 @@ if message:
     kind, text = message
     (st.error if kind == "error" else st.success)(text)
     st.session_state.runs_message = None
+
+st.subheader("Training, step by step")
+if st.toggle("Scrub through this run's snapshots (one per evaluation)", key="runs_scrub_show"):
+    insight.draw_scrubber(run.path, key="runs_scrub")

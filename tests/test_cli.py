@@ -4,6 +4,7 @@ happy paths of train, runs, sample, resume and demo (in-process, for speed)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tinytf import cli
-from tinytf.runs import list_runs, read_metrics
+from tinytf.runs import list_runs, load_run, read_metrics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--steps", "6", "--eval-interval", "3", "--block-size", "8", "--layers", "1"]
@@ -88,6 +89,26 @@ def test_corrupt_checkpoint_is_one_line(tmp_path: Path):
     (run.path / "best.pt").write_bytes(b"\x00garbage")
     result = run_cli("sample", "--run", str(run.path), "--prompt", "B", tmp_path=tmp_path)
     assert_one_line_error(result, "best.pt", "not a readable checkpoint")
+
+
+def test_ctrl_c_stops_cleanly_and_marks_the_run_stopped(tmp_path: Path):
+    runs = tmp_path / "runs"
+    args = [sys.executable, "-m", "tinytf", "train", "--corpus", "zen", *SMALL[2:]]
+    args += ["--steps", "100000", "--runs-dir", str(runs)]  # far more than it will run
+    process = subprocess.Popen(
+        args, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for line in process.stdout:
+        if line.startswith("step 3/"):  # training is under way
+            break
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert "stopped; continue with: python -m tinytf resume --run" in out
+    (run,) = list_runs(runs)
+    assert run.status == "stopped" and run.last_step >= 3
+    assert load_run(run.path, "last").step == run.last_step
 
 
 # ---------------------------------------------------------------------------------------

@@ -115,10 +115,15 @@ def filter_probs(logits: Tensor, settings: SamplerSettings) -> FilterResult:
         raise SamplingError(
             f"logits: expected one position's (V,) scores, got {tuple(logits.shape)}"
         )
-    scaled = logits.detach().to("cpu", torch.float32) / settings.effective_temperature
+    scores = logits.detach().to("cpu", torch.float32)
+    _check_scores(scores)
+    # The best score is moved to 0 before dividing by the temperature: softmax is the
+    # same, but no score can overflow to inf (1e9 / 1e-30 would) and make NaN of it.
+    scaled = (scores - scores.max()) / settings.effective_temperature
     probs_before = torch.softmax(scaled, dim=-1)  # (V,)
+    # Ranked on the scores themselves (division may round two of them to one value).
     # A stable sort keeps equal scores in id order, so ties always go to the lower id.
-    order = torch.sort(scaled, descending=True, stable=True).indices  # (V,)
+    order = torch.sort(scores, descending=True, stable=True).indices  # (V,)
 
     keep_sorted = torch.ones_like(order, dtype=torch.bool)  # (V,), in `order`
     if settings.is_greedy:
@@ -134,6 +139,18 @@ def filter_probs(logits: Tensor, settings: SamplerSettings) -> FilterResult:
     probs_after = torch.where(keep, probs_before, torch.zeros_like(probs_before))
     probs_after = probs_after / probs_after.sum()
     return FilterResult(probs_before, probs_after, keep, int(keep.sum()), order)
+
+
+def _check_scores(scores: Tensor) -> None:
+    """Refuse logits no distribution can come from: NaN, +inf, or nothing but -inf."""
+    if scores.numel() == 0:
+        raise SamplingError("logits: empty; there is no token to choose from")
+    if torch.isnan(scores).any():
+        raise SamplingError("logits: contain NaN; the model's output is broken")
+    if torch.isposinf(scores).any():
+        raise SamplingError("logits: contain +inf; the model's output overflowed")
+    if torch.isneginf(scores).all():
+        raise SamplingError("logits: every score is -inf; no token can be chosen")
 
 
 def _top_p_keep(sorted_probs: Tensor, top_p: float) -> Tensor:
