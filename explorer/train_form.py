@@ -87,4 +87,5 @@ def configs_from_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], Trai
         value = int(value) if field.is_int else float(value)
         (model if field.part == "model" else train)[field.name] = value
     train["device"] = values.get("train_device", "auto")
+    train["snapshots"] = True  # the scrubber on the Train and Runs pages reads them
     return model, TrainConfig(**train)

@@ -140,10 +140,13 @@ wanted = st.query_params.get("run")
 if wanted and (
     st.session_state.train_watch is None or Path(st.session_state.train_watch).name != wanted
 ):
-    key = str(runs_root() / Path(wanted).name)
-    if manager.get(key) is not None:
+    name = Path(wanted).name
+    key = str(runs_root() / name)
+    # Only a run folder directly inside the root: never "..", ".", a hidden one or a link out.
+    inside = Path(key).resolve().parent == runs_root().resolve() and not name.startswith(".")
+    if inside and manager.get(key) is not None:
         manager.adopt(key, me)
-    if Path(key).is_dir():
+    if inside and Path(key).is_dir():
         st.session_state.train_watch = key
 watch = st.session_state.train_watch
 if watch:

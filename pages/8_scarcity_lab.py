@@ -41,7 +41,7 @@ def say(kind: str, text: str) -> None:
 
 
 def start() -> None:
-    """Fit the preset to the smallest fraction and start the lab (a button callback)."""
+    """Fit the preset to the corpus and start the lab (a button callback)."""
     fractions = sorted(st.session_state.scar_fractions)
     try:
         corpus = cached.selected_corpus()
@@ -53,9 +53,10 @@ def start() -> None:
         preset = get_preset(st.session_state.scar_preset).with_train(
             max_steps=int(st.session_state.scar_steps),
             eval_interval=int(st.session_state.scar_eval_interval),
-            train_fraction=fractions[0] if fractions else 1.0,
             snapshots=True,
         )
+        # Fitted to the whole corpus, as the Train page does: every fraction then trains
+        # the very same model, and a fraction too small for its context is refused.
         preset = fit_to_corpus(preset, n_tokens)
         job = scarcity.start_scarcity(
             manager,

@@ -203,7 +203,13 @@ def test_lab_page_starts_a_lab_and_shows_its_table(tmp_path, monkeypatch):
     assert list(table["data"]) == ["25%", "100%"]
     assert list(table["steps"]) == [10, 10]
     assert table["copied · Greedy"].notna().all()
-    assert "25% · train" in json.dumps(at.get("plotly_chart")[0].proto.spec)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [trace["name"] for trace in spec["data"]] == [
+        "25% · train",
+        "25% · val",
+        "100% · train",
+        "100% · val",
+    ]
     assert {b.label for b in at.download_button} >= {"PNG", "SVG", "Table (.csv)"}
 
 
@@ -227,7 +233,7 @@ def test_runs_page_scrubs_through_snapshots(runs_env):
     at = slider.set_value(10).run()
     no_exception(at)
     snap = load_snapshot(runs_env, 10)
-    assert snap.sample_text in texts(at.code)
+    assert snap.sample_text.strip() in texts(at.code)
     passages = [h.value for h in at.get("html")]
     assert len(passages) == 2  # the losses at step 10, and their change since step 0
     assert "Change since step 0" in texts(at.caption)

@@ -29,6 +29,7 @@ from tinytf.checkpoint import CheckpointError
 from tinytf.config import DEVICE_CHOICES, ConfigError
 from tinytf.corpus import CorpusError, load_corpus
 from tinytf.device import pick_device
+from tinytf.distributed import DistContext, DistributedError, backend_for, setup, teardown
 from tinytf.presets import PRESETS, Preset, default_preset_for, fit_to_corpus, get_preset
 from tinytf.runs import (
     RunError,
@@ -176,6 +177,9 @@ def _describe_trainer(trainer: Trainer) -> None:
         f"data: {trainer.train_ids.numel():,} training tokens, "
         f"{trainer.val_ids.numel():,} validation tokens"
     )
+    if trainer.distributed.enabled:
+        backend = backend_for(trainer.device)
+        print(f"processes: {trainer.distributed.world_size} (DistributedDataParallel, {backend})")
     if trainer.run is not None:
         print(f"run: {trainer.run.path}")
 
@@ -222,6 +226,14 @@ def _train_and_report(trainer: Trainer) -> int:
     return 0
 
 
+def _train_quietly(trainer: Trainer) -> int:
+    """Train without printing: the ranks other than 0 under torchrun."""
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    result = trainer.train(should_stop=stop)
+    return EXIT_STOPPED if result.status == "stopped" else 0
+
+
 def _preset_from_args(args: argparse.Namespace, n_tokens: int) -> Preset:
     """The named (or default) preset with the command line's overrides, fitted."""
     preset = get_preset(args.preset or default_preset_for(n_tokens))
@@ -240,6 +252,7 @@ def _preset_from_args(args: argparse.Namespace, n_tokens: int) -> Preset:
         "seed": args.seed,
         "device": args.device,
         "compile": True if args.compile else None,
+        "snapshots": not args.no_snapshots,
     }
     preset = preset.with_model(**{k: v for k, v in model.items() if v is not None})
     preset = preset.with_train(**{k: v for k, v in train.items() if v is not None})
@@ -249,23 +262,34 @@ def _preset_from_args(args: argparse.Namespace, n_tokens: int) -> Preset:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    # Under torchrun every process runs this; rank 0 alone prints and writes the run.
+    distributed = DistContext.from_env()
     corpus = load_corpus(args.corpus)
     tokenizer = build_tokenizer(args.level, corpus.text)
     preset = _preset_from_args(args, len(tokenizer.encode(corpus.text)))
-    print(f"preset: {preset.name} | corpus: {corpus.name} ({len(corpus.text):,} characters)")
-    trainer = start_run(
-        corpus,
-        args.level,
-        preset.model_kwargs(),
-        preset.train,
-        name=args.name,
-        root=args.runs_dir,
-        tokenizer=tokenizer,
-    )
-    return _train_and_report(trainer)
+    if distributed.is_main:
+        print(f"preset: {preset.name} | corpus: {corpus.name} ({len(corpus.text):,} characters)")
+    if distributed.enabled:
+        setup(distributed, pick_device(preset.train.device).device)
+    try:
+        trainer = start_run(
+            corpus,
+            args.level,
+            preset.model_kwargs(),
+            preset.train,
+            name=args.name,
+            root=args.runs_dir,
+            tokenizer=tokenizer,
+            distributed=distributed,
+        )
+        return _train_and_report(trainer) if distributed.is_main else _train_quietly(trainer)
+    finally:
+        teardown(distributed)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    if DistContext.from_env().enabled:
+        raise DistributedError("WORLD_SIZE: resume runs in one process; start it without torchrun")
     path = resolve_run(args.run, args.runs_dir)
     trainer = resume_run(path, extra_steps=args.steps, device=args.device)
     print(f"resuming {path.name} at step {trainer.step}")
@@ -355,7 +379,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     corpus = load_corpus("zen")
     tokenizer = build_tokenizer(args.level, corpus.text)
     preset = fit_to_corpus(get_preset("tiny"), len(tokenizer.encode(corpus.text)))
-    preset = preset.with_train(max_steps=args.steps, seed=args.seed, device=args.device or "auto")
+    preset = preset.with_train(
+        max_steps=args.steps, seed=args.seed, device=args.device or "auto", snapshots=True
+    )
     trainer = start_run(
         corpus,
         args.level,
@@ -406,6 +432,11 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-interval", type=int, help="steps between evaluations")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--compile", action="store_true", help="try torch.compile")
+    parser.add_argument(
+        "--no-snapshots",
+        action="store_true",
+        help="do not save a snapshot (attention, sample, passage losses) at each evaluation",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

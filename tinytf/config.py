@@ -81,6 +81,7 @@ class TrainConfig:
     seed: int = 1337  # seeds weights, batches and dropout
     device: str = "auto"  # "auto" picks cuda, then mps, then cpu
     compile: bool = False  # try torch.compile; falls back to eager when it cannot
+    snapshots: bool = False  # save a tinytf.snapshots snapshot at each evaluation (run folders)
 
     def __post_init__(self) -> None:
         _require_positive(self, "batch_size", "max_steps", "eval_interval", "eval_batches")

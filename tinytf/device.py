@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import platform
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,11 @@ import torch
 from tinytf.config import DEVICE_CHOICES, ConfigError
 
 log = logging.getLogger(__name__)
+
+# torch has one global random generator per process, and the app trains in several threads
+# of one process at once: code that seeds it, or saves and puts back its state, holds this
+# lock, so one job never draws another's numbers or has its stream rewound under it.
+GLOBAL_RNG_LOCK = threading.RLock()
 
 # Used when /proc/cpuinfo gives no clock (macOS, Windows, some containers).
 DEFAULT_CPU_HZ = 2.5e9
@@ -111,10 +117,11 @@ def preserved_rng(device: torch.device) -> Iterator[None]:
     """Run a block (an evaluation, a sample) without moving the training RNG streams.
 
     Evaluations then cannot change which dropout masks later steps draw, so a run that is
-    stopped and resumed draws exactly what an uninterrupted one does.
+    stopped and resumed draws exactly what an uninterrupted one does. Holds
+    GLOBAL_RNG_LOCK meanwhile.
     """
     devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=devices):
         yield
 
 

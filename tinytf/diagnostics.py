@@ -23,6 +23,7 @@ from torch import Tensor
 
 from tinytf.attention import CausalSelfAttention
 from tinytf.config import ModelConfig
+from tinytf.device import GLOBAL_RNG_LOCK
 from tinytf.model import Block, ModelOutput, TinyGPT
 
 CONTROLLED_KINDS = ("identity", "hand-set", "random")
@@ -330,7 +331,7 @@ def controlled_block(kind: str, n_embd: int, n_head: int, seed: int = 0) -> Bloc
     config = ModelConfig(
         vocab_size=1, block_size=1, n_layer=1, n_head=n_head, n_embd=n_embd, positions="learned"
     )
-    with torch.random.fork_rng(devices=[]):
+    with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         block = Block(config)
         with torch.no_grad():

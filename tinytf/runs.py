@@ -4,6 +4,7 @@ A run lives in `<root>/<YYYYmmdd-HHMMSS>_<name>/`. The root is, in order: the `r
 argument, the TINYTF_RUNS environment variable, or `runs/` in the working directory.
 
     config.json     model and train configs, corpus name and source, tokenizer level
+                    and fingerprint (sha256 of its level and vocabulary)
     tokenizer.json  the vocabulary
     corpus.txt      the training text itself, so a run resumes on exactly its data
     run.json        the record: status, best and last losses, device, versions, ...
@@ -33,6 +34,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -59,6 +61,7 @@ from tinytf.checkpoint import (
 from tinytf.config import ConfigError, ModelConfig, TrainConfig
 from tinytf.corpus import Corpus
 from tinytf.device import pick_device
+from tinytf.distributed import SINGLE_PROCESS, DistContext
 from tinytf.model import TinyGPT
 from tinytf.tokenizer import Tokenizer, TokenizerError, build_tokenizer, load_tokenizer
 from tinytf.training import Trainer
@@ -264,6 +267,7 @@ def create_run(
         "train": dataclasses.asdict(train_config),
         "corpus": {"name": corpus.name, "source": corpus.source, "chars": len(corpus.text)},
         "level": tokenizer.level,
+        "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
     }
     now = _now()
     record = {
@@ -305,9 +309,11 @@ def start_run(
     name: str | None = None,
     root: Path | str | None = None,
     tokenizer: Tokenizer | None = None,
+    distributed: DistContext = SINGLE_PROCESS,
 ) -> Trainer:
     """Tokenize, build and check everything, then make the run folder; train with
-    `.train()` on the returned Trainer.
+    `.train()` on the returned Trainer. Under torchrun (`distributed`), only rank 0 makes
+    the folder; the other ranks' trainers have no run.
 
     Nothing is written when the corpus, tokenizer or configs are wrong: those raise
     (ConfigError, TokenizerError) before the folder exists. Pass `tokenizer` when it is
@@ -316,8 +322,9 @@ def start_run(
     if tokenizer is None or tokenizer.level != level:
         tokenizer = build_tokenizer(level, corpus.text)
     ids = tokenizer.encode(corpus.text)
-    trainer = Trainer(model, train, ids, tokenizer)
-    trainer.run = create_run(corpus, tokenizer, trainer.model_config, train, name, root)
+    trainer = Trainer(model, train, ids, tokenizer, distributed=distributed)
+    if distributed.is_main:
+        trainer.run = create_run(corpus, tokenizer, trainer.model_config, train, name, root)
     return trainer
 
 
@@ -468,7 +475,15 @@ def _read_configs(run: RunFolder) -> tuple[ModelConfig, TrainConfig, dict[str, A
     return model_config, train_config, config
 
 
-def _read_tokenizer(run: RunFolder, model_config: ModelConfig) -> Tokenizer:
+def tokenizer_fingerprint(tokenizer: Tokenizer) -> str:
+    """sha256 of the level and the vocabulary: tells apart two tokenizers of one size."""
+    text = json.dumps([tokenizer.level, tokenizer.vocab], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _read_tokenizer(
+    run: RunFolder, model_config: ModelConfig, config: Mapping[str, Any]
+) -> Tokenizer:
     try:
         tokenizer = load_tokenizer(run.tokenizer_path)
     except (TokenizerError, OSError) as error:
@@ -477,6 +492,14 @@ def _read_tokenizer(run: RunFolder, model_config: ModelConfig) -> Tokenizer:
         raise RunError(
             f"{run.tokenizer_path}: {tokenizer.vocab_size} tokens, but config.json says "
             f"vocab_size={model_config.vocab_size}"
+        )
+    # Runs made before the fingerprint was recorded are checked by level and size only.
+    expected = config.get("tokenizer_sha256")
+    found = tokenizer_fingerprint(tokenizer)
+    if config.get("level", tokenizer.level) != tokenizer.level or expected not in (None, found):
+        raise RunError(
+            f"{run.tokenizer_path}: does not match the tokenizer this run was trained with "
+            f"(a {tokenizer.level} vocabulary whose fingerprint differs from config.json's)"
         )
     return tokenizer
 
@@ -507,8 +530,8 @@ def load_run(
     run = RunFolder(path)
     if not run.path.is_dir():
         raise RunError(f"{path}: no such run folder")
-    model_config, train_config, _ = _read_configs(run)
-    tokenizer = _read_tokenizer(run, model_config)
+    model_config, train_config, config = _read_configs(run)
+    tokenizer = _read_tokenizer(run, model_config, config)
     record = run.read_record()
 
     if isinstance(device, str) and device == "auto":
@@ -559,7 +582,7 @@ def resume_run(
     if _is_live(record):
         raise RunError(f"{run.path.name}: still training (pid {record.get('pid')})")
     model_config, train_config, config = _read_configs(run)
-    tokenizer = _read_tokenizer(run, model_config)
+    tokenizer = _read_tokenizer(run, model_config, config)
     try:
         text = run.corpus_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:

@@ -47,6 +47,7 @@ from tinytf.checkpoint import (
 from tinytf.config import ConfigError, ModelConfig, TrainConfig
 from tinytf.data import check_fits, get_batch, split_ids, take_fraction
 from tinytf.device import (
+    GLOBAL_RNG_LOCK,
     autocast,
     describe_device,
     fused_adamw_supported,
@@ -54,8 +55,10 @@ from tinytf.device import (
     pick_device,
     preserved_rng,
 )
+from tinytf.distributed import SINGLE_PROCESS, DistContext, any_rank, wrap
 from tinytf.model import TinyGPT
 from tinytf.sampling import SamplerSettings, generate
+from tinytf.snapshots import SnapshotError, probe_and_passage, save_snapshot, take_snapshot
 from tinytf.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -185,6 +188,8 @@ class Trainer:
         ids: the whole corpus as token ids (1-D); split here into train and val.
         tokenizer: the tokenizer that made `ids` (for the eval samples and the vocabulary).
         run: a run folder to write metrics, record and checkpoints to, or None.
+        distributed: this process's place among DDP processes (`tinytf.distributed`);
+            under torchrun only rank 0 should be given a run.
 
     Raises:
         ConfigError: a config that cannot work, or a corpus too short for the context and
@@ -198,6 +203,7 @@ class Trainer:
         ids: Tensor | Sequence[int],
         tokenizer: Tokenizer,
         run: RunFolder | None = None,
+        distributed: DistContext = SINGLE_PROCESS,
     ) -> None:
         self.model_config = self._model_config(model, tokenizer)
         self.train_config = train
@@ -214,11 +220,15 @@ class Trainer:
         # 2. Device, then every random stream from the seed.
         choice = pick_device(train.device)
         self.device, self.device_warning = choice.device, choice.warning
-        torch.manual_seed(train.seed)
-        self.generator = torch.Generator().manual_seed(train.seed)
+        # Under DDP the weights start equal on every rank but each draws its own batches.
+        self.distributed = distributed
+        self.generator = torch.Generator().manual_seed(distributed.batch_seed(train.seed))
 
-        # 3. Model and optimiser.
-        self.model = TinyGPT(self.model_config).to(self.device).train()
+        # 3. Model and optimiser. The weights come from torch's global generator, which
+        #    other threads (the app's other jobs) also seed: the lock keeps it ours meanwhile.
+        with GLOBAL_RNG_LOCK:
+            torch.manual_seed(train.seed)
+            self.model = TinyGPT(self.model_config).to(self.device).train()
         self.n_params = self.model.num_parameters()
         self.optimizer = torch.optim.AdamW(
             param_groups(self.model, train.weight_decay),
@@ -227,7 +237,9 @@ class Trainer:
             fused=fused_adamw_supported(self.device) or None,
         )
         self.compile_warning: str | None = None
-        self._peak = peak_flops(self.device)
+        # Under DDP the throughput counts every rank's tokens, so the peak is every rank's.
+        peak = peak_flops(self.device)
+        self._peak = None if peak is None else peak * distributed.world_size
         self._flops_per_token = flops_per_token(self.model_config, self.n_params)
 
         # 4. Progress, carried across a resume through the checkpoint.
@@ -319,7 +331,8 @@ class Trainer:
         self._elapsed_before = float(extra.get("elapsed_s", 0.0))
         self._saved_step = self._evaluated_step = checkpoint.step
         # Last: building the model above drew from torch's RNG.
-        restore_rng(checkpoint.rng_state, self.generator, self.device)
+        with GLOBAL_RNG_LOCK:
+            restore_rng(checkpoint.rng_state, self.generator, self.device)
 
     # -----------------------------------------------------------------------------------
     # The loop
@@ -365,7 +378,7 @@ class Trainer:
         if self.step == 0 and self._evaluated_step != 0:
             self._evaluate(emit)  # the starting point of the curves, near ln(V)
         while self.step < self.train_config.max_steps:
-            if stop_requested():
+            if any_rank(stop_requested(), self.distributed, self.device):
                 return self._finish("stopped")
             metrics = self._train_step(forward)
             emit(metrics)
@@ -411,7 +424,7 @@ class Trainer:
         self.step += 1
 
         # 3. Throughput over the steps since the last evaluation.
-        self._window_tokens += x.numel()
+        self._window_tokens += x.numel() * self.distributed.world_size
         self._window_s += perf_counter() - started
         tokens_per_s = self._window_tokens / max(self._window_s, 1e-9)
         self._tokens_per_s = tokens_per_s
@@ -449,6 +462,7 @@ class Trainer:
         if improved:
             self._save("best")
         self._save("last")
+        self._snapshot()
         self._record(
             last_step=self.step,
             last_train_loss=losses["train"],
@@ -487,7 +501,12 @@ class Trainer:
             # Nothing was ever saved: a folder without a model is not worth keeping.
             self.run.discard()
             return
-        self._record(status=status, error=reason)
+        try:
+            self._record(status=status, error=reason)
+        except OSError as error:
+            # A full disk can refuse run.json too; the caller still hears the first reason,
+            # and `list_runs` shows the run as interrupted once this process has ended.
+            log.warning("run.json not marked %s: %s", status, _describe(error))
 
     # -----------------------------------------------------------------------------------
     # Run folder: record, metrics rows, checkpoints (all no-ops without a run)
@@ -525,6 +544,25 @@ class Trainer:
                 elapsed_s=self._elapsed(),
             )
 
+    def _snapshot(self) -> None:
+        """Save this evaluation's snapshot when train_config.snapshots asks for one.
+
+        A snapshot that cannot be written is logged, never fatal: it is a view of the
+        training, not part of it.
+        """
+        if self.run is None or not self.train_config.snapshots:
+            return
+        block = self.model_config.block_size
+        try:
+            probe, passage = probe_and_passage(self.train_ids, self.val_ids, block)
+            with preserved_rng(self.device):
+                snap = take_snapshot(
+                    self.model, self.tokenizer, probe, passage, self.step, seed=SAMPLE_SEED
+                )
+            save_snapshot(self.run.path, snap)
+        except (OSError, SnapshotError) as error:
+            log.warning("no snapshot at step %d: %s", self.step, error)
+
     def _save(self, kind: str) -> None:
         if self.run is None:
             return
@@ -547,15 +585,18 @@ class Trainer:
     # torch.compile
 
     def _compiled_or_eager(self) -> nn.Module:
-        """The compiled model when asked for and it works on this machine, else the model.
+        """The model to take steps with: wrapped in DDP under torchrun, then compiled when
+        asked for and it works on this machine. `self.model` stays the plain model, which
+        evaluation, sampling and checkpoints use.
 
         Compiling happens at the first call, so one forward and backward on a dummy batch
         (with the RNG streams put back, and the gradients dropped) finds out here.
         """
+        model = wrap(self.model, self.distributed)
         if not self.train_config.compile:
-            return self.model
+            return model
         try:
-            compiled = torch.compile(self.model)
+            compiled = torch.compile(model)
             shape = (self.train_config.batch_size, self.model_config.block_size)
             dummy = torch.zeros(shape, dtype=torch.long, device=self.device)
             with preserved_rng(self.device), autocast(self.device):
@@ -566,6 +607,6 @@ class Trainer:
                 f"torch.compile is not usable here ({_describe(error)}); training without it"
             )
             log.warning(self.compile_warning)
-            return self.model
+            return model
         finally:
             self.optimizer.zero_grad(set_to_none=True)

@@ -237,30 +237,49 @@ def problems(page) -> list[str]:
 
 
 # Plotly keeps each chart's traces on its div (`.js-plotly-plot`) as the `data` property.
-PLOT_POINTS_JS = """(title) => {
+# Points: every x value of every trace. Last x: the largest (on a loss chart, the last step).
+PLOT_STATS_JS = """(title) => {
     for (const plot of document.querySelectorAll('[data-testid=stMain] .js-plotly-plot')) {
         const text = plot.layout?.title?.text ?? '';
         if (!text.includes(title) || !plot.data) continue;
-        return plot.data.reduce((n, trace) => n + (trace.x ? trace.x.length : 0), 0);
+        const xs = plot.data.flatMap(trace => Array.from(trace.x ?? []));
+        return { points: xs.length, last_x: xs.length ? Math.max(...xs) : null };
     }
-    return -1;
+    return null;
 }"""
+
+
+def plot_stats(page, title: str) -> dict | None:
+    """{points, last_x} of the chart whose title contains `title`, or None if absent."""
+    return page.evaluate(PLOT_STATS_JS, title)
 
 
 def plot_points(page, title: str) -> int:
     """Points in the chart whose title contains `title` (-1: no such chart)."""
-    return page.evaluate(PLOT_POINTS_JS, title)
+    stats = plot_stats(page, title)
+    return -1 if stats is None else stats["points"]
 
 
-def wait_for_more_points(page, title: str, than: int, timeout_ms: int = PAGE_TIMEOUT_MS) -> int:
-    """Wait until that chart holds more than `than` points; return how many it holds."""
+def wait_for_plot(
+    page,
+    title: str,
+    *,
+    points_over: int = -1,
+    last_x_over: float = float("-inf"),
+    timeout_ms: int = PAGE_TIMEOUT_MS,
+) -> dict:
+    """Wait until that chart has more than `points_over` points and its largest x is
+    beyond `last_x_over`; return its {points, last_x}."""
     handle = page.wait_for_function(
-        f"(args) => {{ const n = ({PLOT_POINTS_JS})(args.title); "
-        "return n > args.than ? n : false; }",
-        arg={"title": title, "than": than},
+        f"""(args) => {{
+            const stats = ({PLOT_STATS_JS})(args.title);
+            if (!stats || stats.points <= args.points || stats.last_x === null) return false;
+            return stats.last_x > args.last_x ? stats : false;
+        }}""",
+        arg={"title": title, "points": points_over, "last_x": last_x_over},
         timeout=timeout_ms,
     )
-    return int(handle.json_value())
+    return handle.json_value()
 
 
 def show_plot(page, title: str) -> None:

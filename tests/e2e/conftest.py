@@ -15,6 +15,7 @@ import pytest
 
 ARTIFACTS = appdriver.REPO_ROOT / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
+SERVER_LOG = ARTIFACTS / "streamlit.log"
 VIEWPORT = {"width": 1400, "height": 1000}
 
 _REPORT = pytest.StashKey[dict]()
@@ -58,7 +59,7 @@ def app_url(tmp_path_factory, request):
     """
     runs = tmp_path_factory.mktemp("e2e_runs")
     ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / "streamlit.log"
+    log = SERVER_LOG
     request.config.stash.setdefault(_REPORT, {})["server_log"] = log
     port = appdriver.free_port()
     process = appdriver.start_app(runs, port, log)
@@ -94,13 +95,19 @@ def browser():
 class AppPage:
     """A Playwright page on the app, and every URL its context requested (websockets too)."""
 
-    def __init__(self, page, base_url: str, urls: list[str]) -> None:
+    def __init__(self, page, base_url: str, urls: list[str], server_log: Path) -> None:
         self.page = page
         self.base_url = base_url
         self.urls = urls
+        self.server_log = server_log
 
     def foreign(self) -> list[str]:
         return appdriver.foreign_urls(self.urls)
+
+    def server_tracebacks(self) -> str:
+        """The server's output from its first traceback on ("" when there is none)."""
+        text = self.server_log.read_text(errors="replace")
+        return text[text.index("Traceback") :][:2000] if "Traceback" in text else ""
 
 
 @pytest.hookimpl(wrapper=True)
@@ -121,7 +128,7 @@ def app(browser, app_url, request) -> AppPage:
     page = context.new_page()
     page.on("websocket", lambda ws: urls.append(ws.url))
     try:
-        yield AppPage(page, app_url, urls)
+        yield AppPage(page, app_url, urls, SERVER_LOG)
         failed = getattr(request.node, "report_call", None)
         if failed is not None and failed.failed:
             E2EReport(request.config.stash.setdefault(_REPORT, {})).screenshot(

@@ -35,8 +35,8 @@ TITLE_SHOWN_AT = """(title) => {
     return h1 ? performance.now() : false;
 }"""
 FIRST_POINT_AFTER_CLICK = f"""(title) => {{
-    const n = ({appdriver.PLOT_POINTS_JS})(title);
-    return n > 0 ? performance.now() - window.__tinytfClickAt : false;
+    const stats = ({appdriver.PLOT_STATS_JS})(title);
+    return stats && stats.points > 0 ? performance.now() - window.__tinytfClickAt : false;
 }}"""
 RECORD_NEXT_CLICK = """() => document.addEventListener(
     'click', () => { window.__tinytfClickAt = performance.now(); },
@@ -73,8 +73,9 @@ def wait_status(page, status: str) -> None:
     )
 
 
-def start_tiny_run(page, report=None) -> int:
-    """On the Train page: the tiny preset, STEPS steps, Start; returns the first points."""
+def start_tiny_run(page, report=None) -> dict:
+    """On the Train page: the tiny preset, STEPS steps, Start; returns the chart's
+    {points, last_x} once it shows the first loss point."""
     preset = page.get_by_label("Preset", exact=True).input_value()
     assert preset.startswith("tiny:"), preset
     steps = page.get_by_label("Steps", exact=True)
@@ -85,7 +86,7 @@ def start_tiny_run(page, report=None) -> int:
     waited = page.wait_for_function(FIRST_POINT_AFTER_CLICK, arg=TRAIN_CHART, polling="raf")
     if report is not None:
         report.timing("Start to first loss point", float(waited.json_value()))
-    return appdriver.plot_points(page, TRAIN_CHART)
+    return appdriver.plot_stats(page, TRAIN_CHART)
 
 
 def stop_run(page) -> None:
@@ -122,7 +123,7 @@ def test_walk_through_every_page(app, e2e_report):
     appdriver.open_page(page, "Train")
     page.get_by_text("Corpus zen at word level").wait_for()
     first = start_tiny_run(page, e2e_report)
-    appdriver.wait_for_more_points(page, TRAIN_CHART, first)
+    appdriver.wait_for_plot(page, TRAIN_CHART, points_over=first["points"])
     run = progress(page)["run"]
     assert run.endswith("zen-word"), run
     check_page(app, e2e_report, "train", chart=TRAIN_CHART)
@@ -188,6 +189,7 @@ def test_walk_through_every_page(app, e2e_report):
         appdriver.open_page(page, title)
         check_page(app, e2e_report, title.lower().replace(" ", "_"))
     assert app.foreign() == []
+    assert app.server_tracebacks() == ""
 
 
 def sampler_texts(page) -> list[str]:
@@ -207,22 +209,24 @@ def test_reload_finds_the_run_still_training(app, e2e_report):
     appdriver.open_page(page, "Train")
 
     first = start_tiny_run(page)
-    before_reload = appdriver.wait_for_more_points(page, TRAIN_CHART, first)
+    before = appdriver.wait_for_plot(page, TRAIN_CHART, points_over=first["points"])
     started = progress(page)
     assert started["status"] == "running"
     assert f"run={started['run']}" in page.url
 
     page.reload(wait_until="commit")
     appdriver.wait_for_title(page, "Train")
-    shown = appdriver.wait_for_more_points(page, TRAIN_CHART, before_reload - 1)
+    # The whole curve so far comes back, not a fresh one, and then it grows.
+    shown = appdriver.wait_for_plot(
+        page, TRAIN_CHART, points_over=before["points"] - 1, last_x_over=before["last_x"] - 1
+    )
     again = progress(page)
     assert again["run"] == started["run"]
     assert again["status"] == "running"
-    assert again["step"] >= started["step"]
-    appdriver.wait_for_more_points(page, TRAIN_CHART, shown)
-    assert progress(page)["step"] > again["step"]
+    appdriver.wait_for_plot(page, TRAIN_CHART, last_x_over=shown["last_x"])
     check_page(app, e2e_report, "train_after_reload", chart=TRAIN_CHART)
 
     stop_run(page)  # the reloaded session adopted the job: its Stop button works
     assert progress(page)["run"] == started["run"]
     assert app.foreign() == []
+    assert app.server_tracebacks() == ""
