@@ -136,7 +136,7 @@ def test_a_trainer_built_while_another_evaluates_gets_its_own_seed(zen, monkeypa
 # The soak: five browser sessions training at once, a sixth told about the cap
 
 USERS = 5
-STEPS = 300
+STEPS = 100
 SEEDS = [101 + i for i in range(USERS + 1)]  # the sixth person's too
 FORM = {  # label on the Train page -> value typed (a small model, so the soak stays short)
     "Layers": 1,
@@ -149,6 +149,7 @@ FORM = {  # label on the Train page -> value typed (a small model, so the soak s
     "Eval batches": 4,
 }
 SOAK_TIMEOUT_S = 240  # the whole training phase; a hung job fails here, never hangs CI
+ANSWER_TIMEOUT_S = 120  # the longest a click may wait for its answer
 
 
 def fill_train_form(page, user: int) -> None:
@@ -255,10 +256,15 @@ def test_five_sessions_train_at_once_and_a_sixth_is_told_the_cap(tmp_path, monke
                 page.get_by_role("button", name="Start", exact=True).click()
             for user, page in enumerate(pages[:USERS]):
                 page.get_by_text(re.compile(rf"Started \S+_user{user}\.")).first.wait_for()
+            figures["five_started_s"] = round(time.monotonic() - started, 1)
             sixth = pages[USERS]
+            clicked = time.monotonic()
             sixth.get_by_role("button", name="Start", exact=True).click()
-            sixth.get_by_text(f"TINYTF_MAX_JOBS={USERS}").first.wait_for()
-            assert "Not started" in sixth.locator("[data-testid=stMain]").inner_text()
+            answer = sixth.get_by_text(re.compile(r"Started|Not started")).first
+            answer.wait_for(timeout=1000 * ANSWER_TIMEOUT_S)
+            figures["sixth_answer_s"] = round(time.monotonic() - clicked, 1)
+            told = sixth.locator("[data-testid=stMain]").inner_text()
+            assert "Not started" in told and f"TINYTF_MAX_JOBS={USERS}" in told, told
             statuses = [RunFolder(p).read_record()["status"] for p in runs.iterdir()]
             assert statuses == ["running"] * USERS  # the cap was reached, not a run ended
 
@@ -285,6 +291,7 @@ def test_five_sessions_train_at_once_and_a_sixth_is_told_the_cap(tmp_path, monke
         foreign = appdriver.foreign_urls(urls)
         assert foreign == [], foreign
     finally:
+        print(f"soak figures so far: {figures}")
         appdriver.stop_app(server)
 
     # 4. On disk: five finished runs, each holding its own user's config, and losses and

@@ -117,12 +117,19 @@ def preserved_rng(device: torch.device) -> Iterator[None]:
     """Run a block (an evaluation, a sample) without moving the training RNG streams.
 
     Evaluations then cannot change which dropout masks later steps draw, so a run that is
-    stopped and resumed draws exactly what an uninterrupted one does. Holds
-    GLOBAL_RNG_LOCK meanwhile.
+    stopped and resumed draws exactly what an uninterrupted one does. The state is read
+    and put back under GLOBAL_RNG_LOCK (not held in between: an evaluation is long).
     """
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=devices):
+    with GLOBAL_RNG_LOCK:
+        cpu_state = torch.get_rng_state()
+        cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    try:
         yield
+    finally:
+        with GLOBAL_RNG_LOCK:
+            torch.set_rng_state(cpu_state)
+            if cuda_state is not None:
+                torch.cuda.set_rng_state(cuda_state, device)
 
 
 def cpu_clock_hz(cpuinfo: Path = Path("/proc/cpuinfo")) -> float:

@@ -53,9 +53,13 @@ def train_tiny_run(page, out: Path) -> None:
 
     appdriver.open_page(page, "Train")
     page.get_by_role("button", name="Start", exact=True).click()
-    page.locator("[data-testid=stProgress]", has_text="· finished").wait_for(
-        timeout=TRAIN_MINUTES * 60_000
-    )
+    finished = page.locator("[data-testid=stProgress]", has_text="· finished")
+    finished.wait_for(timeout=TRAIN_MINUTES * 60_000)
+    # A reload (the run is in the URL) redraws the sidebar too: within one session
+    # Streamlit keeps showing the Run picker's label from when the run was started.
+    page.reload()
+    appdriver.wait_for_title(page, "Train")
+    finished.wait_for()
     shoot(page, out, "train", chart="Loss ·")
 
 

@@ -94,15 +94,12 @@ def stop_run(page) -> None:
     wait_status(page, "stopped")
 
 
-# --- the tests -----------------------------------------------------------------------------
+# --- the walk, one page at a time ---------------------------------------------------------
 
 
-def test_walk_through_every_page(app, e2e_report):
-    """Data, Train, Attention, Causal mask, Block stepper, Samplers, Runs (and any page
-    added to the navigation after them), the way a person would go."""
+def data_page(app, report) -> None:
+    """Open the app (timing its first paint), then pick the Zen of Python at word level."""
     page = app.page
-
-    # Data: the first paint and the app's own content, by the page's clock.
     page.goto(app.base_url, wait_until="commit")
     title_at = page.wait_for_function(TITLE_SHOWN_AT, arg="Data", polling="raf").json_value()
     paints = page.evaluate(
@@ -110,26 +107,34 @@ def test_walk_through_every_page(app, e2e_report):
     )
     for name in ("first-paint", "first-contentful-paint"):
         assert name in paints, f"no {name} entry: {paints}"
-        e2e_report.timing(f"Data page load to {name}", paints[name])
-    e2e_report.timing("Data page load to its title drawn", title_at)
+        report.timing(f"Data page load to {name}", paints[name])
+    report.timing("Data page load to its title drawn", title_at)
     appdriver.settle(page)
 
     page.get_by_role("radiogroup", name="Corpus").get_by_text("Zen of Python").click()
     page.get_by_role("radiogroup", name="Tokeniser level").get_by_text("word", exact=True).click()
     page.locator("[data-testid=stMain] h3", has_text="zen at word level").wait_for()
-    check_page(app, e2e_report, "data")
+    check_page(app, report, "data")
 
-    # Train: start, the curve grows, stop.
+
+def train_page(app, report) -> str:
+    """Start the tiny preset, see the curve grow, stop it; returns the run's folder name."""
+    page = app.page
     appdriver.open_page(page, "Train")
     page.get_by_text("Corpus zen at word level").wait_for()
-    first = start_tiny_run(page, e2e_report)
+    first = start_tiny_run(page, report)
     appdriver.wait_for_plot(page, TRAIN_CHART, points_over=first["points"])
     run = progress(page)["run"]
     assert run.endswith("zen-word"), run
-    check_page(app, e2e_report, "train", chart=TRAIN_CHART)
+    check_page(app, report, "train", chart=TRAIN_CHART)
     stop_run(page)
+    return run
 
-    # Attention: the prompt's tokens on both axes, the unknown word marked.
+
+def attention_page(app, report, run: str) -> None:
+    """A prompt with a word the corpus never had: its tokens label both axes of the
+    heatmap, the unknown one marked ⟨word⟩?."""
+    page = app.page
     appdriver.open_page(page, "Attention")
     page.get_by_text(f"Model: {run}").wait_for()
     prompt = page.get_by_label("Prompt", exact=True)
@@ -143,14 +148,12 @@ def test_walk_through_every_page(app, e2e_report):
     assert heatmap["yticks"] == PROMPT_LABELS
     assert heatmap["z_rows"] == len(PROMPT_LABELS)
     assert f"⟨{UNKNOWN_WORD}⟩?" in heatmap["shown_ticks"], "unknown word not drawn on an axis"
-    check_page(app, e2e_report, "attention", chart="Layer 0, head 0")
+    check_page(app, report, "attention", chart="Layer 0, head 0")
 
-    appdriver.open_page(page, "Causal mask")
-    check_page(app, e2e_report, "causal_mask")
-    appdriver.open_page(page, "Block stepper")
-    check_page(app, e2e_report, "block_stepper")
 
-    # Samplers: moving the temperature changes that column's text and no other.
+def samplers_page(app, report) -> None:
+    """Moving the temperature changes that column's text, and no other column's."""
+    page = app.page
     appdriver.open_page(page, "Samplers")
     appdriver.settle(page, SLOW_PAGE_MS)
     temperature = page.locator("[data-testid=stMain] [data-testid=stColumn]").filter(
@@ -158,6 +161,7 @@ def test_walk_through_every_page(app, e2e_report):
     )
     assert "T=1\n" in temperature.inner_text()
     before = sampler_texts(page)
+
     slider = page.locator("input[type=range][aria-label='T']").first
     slider.focus()
     slider.press("End")  # the slider's maximum: one value change, one rerun
@@ -166,10 +170,20 @@ def test_walk_through_every_page(app, e2e_report):
     after = sampler_texts(page)
     assert after[1] != before[1], "the temperature column's text did not change"
     assert [after[i] for i in (0, 2, 3, 4)] == [before[i] for i in (0, 2, 3, 4)]
-    check_page(app, e2e_report, "samplers")
+    check_page(app, report, "samplers")
 
-    # Runs: the run is listed and its curve drawn. The table is drawn on a canvas, so the
-    # run is looked for in the overlay picker (by its name) and the chart (by its folder).
+
+def sampler_texts(page) -> list[str]:
+    """The generated text of each sampler column: greedy, temperature, top-k, top-p, T + top-p."""
+    codes = page.locator("[data-testid=stMain] [data-testid=stColumn] [data-testid=stCode]")
+    assert codes.count() == 5, f"{codes.count()} sampler texts"
+    return codes.all_inner_texts()
+
+
+def runs_page(app, report, run: str) -> None:
+    """The run is listed and its curve drawn. The table is drawn on a canvas, so the run
+    is looked for in the overlay picker (by its name) and in the chart (by its folder)."""
+    page = app.page
     appdriver.open_page(page, "Runs")
     picker = page.locator("[data-testid=stMultiSelect]", has_text="Curves to overlay")
     picker.get_by_text(run.split("_", 1)[1], exact=True).first.wait_for()
@@ -178,25 +192,34 @@ def test_walk_through_every_page(app, e2e_report):
             .flatMap(p => (p.data || []).map(t => t.name || ''))"""
     )
     assert f"{run} · val" in names, names
-    check_page(app, e2e_report, "runs")
+    check_page(app, report, "runs")
 
-    # Any page added after the seven (the scarcity lab) gets the same checks.
-    known = {"Data", "Train", "Attention", "Causal mask", "Block stepper", "Samplers", "Runs"}
-    links = page.locator("[data-testid=stSidebarNav] a").all_inner_texts()
+
+# --- the tests -----------------------------------------------------------------------------
+
+WALKED = ("Data", "Train", "Attention", "Causal mask", "Block stepper", "Samplers", "Runs")
+
+
+def test_walk_through_every_page(app, e2e_report):
+    """Data, Train, Attention, Causal mask, Block stepper, Samplers, Runs, and any page
+    added to the navigation after them (the Scarcity lab), the way a person would go."""
+    data_page(app, e2e_report)
+    run = train_page(app, e2e_report)
+    attention_page(app, e2e_report, run)
+    for title in ("Causal mask", "Block stepper"):
+        appdriver.open_page(app.page, title)
+        check_page(app, e2e_report, title.lower().replace(" ", "_"))
+    samplers_page(app, e2e_report)
+    runs_page(app, e2e_report, run)
+
+    links = app.page.locator("[data-testid=stSidebarNav] a").all_inner_texts()
     titles = [text.strip().split("\n")[-1] for text in links]  # the icon comes first
-    assert known <= set(titles), titles
-    for title in [t for t in titles if t not in known]:
-        appdriver.open_page(page, title)
+    assert set(WALKED) <= set(titles), titles
+    for title in [t for t in titles if t not in WALKED]:
+        appdriver.open_page(app.page, title)
         check_page(app, e2e_report, title.lower().replace(" ", "_"))
     assert app.foreign() == []
     assert app.server_tracebacks() == ""
-
-
-def sampler_texts(page) -> list[str]:
-    """The generated text of each sampler column: greedy, temperature, top-k, top-p, T + top-p."""
-    codes = page.locator("[data-testid=stMain] [data-testid=stColumn] [data-testid=stCode]")
-    assert codes.count() == 5, f"{codes.count()} sampler texts"
-    return codes.all_inner_texts()
 
 
 def test_reload_finds_the_run_still_training(app, e2e_report):
