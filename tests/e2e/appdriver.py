@@ -189,15 +189,6 @@ def wait_for_title(page, title: str) -> None:
     )
 
 
-def wait_idle(page, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
-    """Wait until no script run is in progress (a polling fragment may start another)."""
-    page.wait_for_function(
-        "() => document.querySelector('[data-testid=stApp]')"
-        "?.getAttribute('data-test-script-state') === 'notRunning'",
-        timeout=timeout_ms,
-    )
-
-
 SETTLED_JS = """() => {
     const app = document.querySelector('[data-testid=stApp]');
     if (app?.getAttribute('data-test-script-state') !== 'notRunning') return false;
@@ -252,12 +243,6 @@ PLOT_STATS_JS = """(title) => {
 def plot_stats(page, title: str) -> dict | None:
     """{points, last_x} of the chart whose title contains `title`, or None if absent."""
     return page.evaluate(PLOT_STATS_JS, title)
-
-
-def plot_points(page, title: str) -> int:
-    """Points in the chart whose title contains `title` (-1: no such chart)."""
-    stats = plot_stats(page, title)
-    return -1 if stats is None else stats["points"]
 
 
 def wait_for_plot(

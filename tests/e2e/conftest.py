@@ -40,9 +40,6 @@ class E2EReport:
     def timing(self, label: str, milliseconds: float) -> None:
         self._store["timings"][label] = milliseconds
 
-    def note(self, line: str) -> None:
-        self._store.setdefault("notes", []).append(line)
-
 
 @pytest.fixture
 def e2e_report(request) -> E2EReport:
@@ -59,13 +56,12 @@ def app_url(tmp_path_factory, request):
     """
     runs = tmp_path_factory.mktemp("e2e_runs")
     ARTIFACTS.mkdir(exist_ok=True)
-    log = SERVER_LOG
-    request.config.stash.setdefault(_REPORT, {})["server_log"] = log
+    request.config.stash.setdefault(_REPORT, {})["server_log"] = SERVER_LOG
     port = appdriver.free_port()
-    process = appdriver.start_app(runs, port, log)
+    process = appdriver.start_app(runs, port, SERVER_LOG)
     try:
         base_url = f"http://127.0.0.1:{port}"
-        appdriver.wait_healthy(base_url, process, log)
+        appdriver.wait_healthy(base_url, process, SERVER_LOG)
         yield base_url
     finally:
         appdriver.stop_app(process)
@@ -150,8 +146,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         write(f"screenshot: {shown}")
     for label, milliseconds in store.get("timings", {}).items():
         write(f"timing: {label}: {milliseconds:,.0f} ms (browser clock)")
-    for line in store.get("notes", []):
-        write(line)
     log = store.get("server_log")
     if log is not None and exitstatus != 0:
         write(f"streamlit server log: {log}")

@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/e2e/shoot_docs.py                      # every page but the lab
     .venv/bin/python tests/e2e/shoot_docs.py --lab-runs runs      # the lab too, from runs/
+    .venv/bin/python tests/e2e/shoot_docs.py --lab-runs runs --lab-only
 
 The app is served on a fresh tmp runs folder. The tiny preset trains on the Zen of Python at
 word level through the Train page for its full 300 steps, so every page has a real run to
@@ -79,6 +80,18 @@ def walk_pages(page, out: Path) -> None:
         shoot(page, out, name)
 
 
+def shoot_walk(browser, out: Path, work: Path) -> None:
+    """Every page but the lab, around a tiny run trained here in a fresh runs folder."""
+    (work / "runs").mkdir()
+    with appdriver.serve_app(work / "runs", work / "server.log") as url:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(url)
+        appdriver.wait_for_title(page, "Data")
+        appdriver.settle(page)
+        train_tiny_run(page, out)
+        walk_pages(page, out)
+
+
 def shoot_lab(browser, lab_runs: Path, out: Path, work: Path) -> None:
     """The Scarcity lab page on a runs folder that already holds a lab."""
     with appdriver.serve_app(lab_runs, work / "lab_server.log") as url:
@@ -87,13 +100,14 @@ def shoot_lab(browser, lab_runs: Path, out: Path, work: Path) -> None:
         appdriver.wait_for_title(page, "Data")
         appdriver.settle(page)
         appdriver.open_page(page, "Scarcity lab")
-        shoot(page, out, "scarcity_lab")
+        shoot(page, out, "scarcity_lab", chart="less and less data")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=appdriver.REPO_ROOT / "docs" / "screenshots")
     parser.add_argument("--lab-runs", type=Path, help="a runs folder holding a scarcity lab")
+    parser.add_argument("--lab-only", action="store_true", help="shoot the Scarcity lab only")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -101,14 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         browser = appdriver.launch_chromium(pw)
         try:
-            (work / "runs").mkdir()
-            with appdriver.serve_app(work / "runs", work / "server.log") as url:
-                page = browser.new_page(viewport=VIEWPORT)
-                page.goto(url)
-                appdriver.wait_for_title(page, "Data")
-                appdriver.settle(page)
-                train_tiny_run(page, args.out)
-                walk_pages(page, args.out)
+            if not args.lab_only:
+                shoot_walk(browser, args.out, work)
             if args.lab_runs is not None:
                 shoot_lab(browser, args.lab_runs.resolve(), args.out, work)
             else:
