@@ -2,11 +2,14 @@
 
 1. Throughput. The same run is trained two ways, alternating A, B, A, B, each in a new
    process:
-   A. as the Train page does it: `explorer.train_jobs.start_training` hands the Trainer to
-      the job manager's background thread, while a polling thread does once a second
+   A. as the Train page does it: the form's values become configs (snapshots on, as the
+      app sets them), `explorer.train_jobs.start_training` is called from a short-lived
+      thread (as a Streamlit script run is) and hands the Trainer to the job manager's
+      background thread, while a polling thread does once a second
       what the page's fragment does (read the job's events, compute the progress and the
       loss curve, build the Plotly figure and serialise it to JSON);
-   B. as the command line does it: `python -m tinytf train --preset small --steps N`.
+   B. as the command line does it: `python -m tinytf train --preset small --steps N`
+      (snapshots on by default there too).
    Both write a run folder with the same evaluations and checkpoints, and both are timed
    by the Trainer's own clock (elapsed_s of the last metrics row: the training loop from
    its start to the final evaluation; imports and setup are outside it).
@@ -49,6 +52,7 @@ from bench.common import (
 )
 from explorer.figures import loss_figure
 from explorer.jobs import JobManager
+from explorer.train_form import configs_from_values, field_values
 from explorer.train_jobs import job_curve, job_progress, start_training
 from tinytf.config import TrainConfig
 from tinytf.corpus import Corpus, load_corpus
@@ -91,14 +95,29 @@ def poll_like_the_page(job, stop: threading.Event) -> int:
 
 
 def app_child(root: Path, steps: int) -> None:
-    """Arm A, in its own process: the Train page's way, then one JSON line on stdout."""
+    """Arm A, in its own process: the Train page's way, then one JSON line on stdout.
+
+    As in the server, Start's work (the form's values to configs, `start_training`) runs
+    in a short-lived thread, like Streamlit's script runs, and the job trains in its own.
+    This matters on the CPU: each thread that runs torch keeps a pool of OpenMP workers
+    while it lives, and with more workers than cores OpenMP waits for work by sleeping
+    rather than spinning (slower to wake); a long-lived main thread doing Start's work
+    would keep its pool beside the job's and slow the job down, which a server does not.
+    """
     corpus = bench_corpus()
     preset = small_preset(corpus, steps)
     manager = JobManager(max_jobs=1)
+    started: list = []
+
+    def press_start() -> None:
+        model, train = configs_from_values(field_values(preset.model, preset.train))
+        started.append(start_training(manager, "bench", corpus, "char", model, train, root=root))
+
     pressed = time.monotonic()
-    job = start_training(
-        manager, "bench", corpus, "char", preset.model_kwargs(), preset.train, root=root
-    )
+    script_run = threading.Thread(target=press_start)
+    script_run.start()
+    script_run.join()
+    [job] = started
     stop = threading.Event()
     poller = threading.Thread(target=poll_like_the_page, args=(job, stop), daemon=True)
     poller.start()

@@ -23,7 +23,7 @@ from tinytf.presets import get_preset
 DEFAULTS: Mapping[str, Any] = {
     # The shell: which run the analysis pages look at.
     "app_run": None,  # run folder (str) picked in the sidebar, or None
-    "app_checkpoint": "best",  # "best" or "last"
+    "app_checkpoint": "last",  # "last" (the latest weights), "best" or "live"
     # Data page.
     "data_source": "zen",  # "zen", "pydoc", "upload" or "path"
     "data_path": "",  # a text file on the server, when data_source is "path"

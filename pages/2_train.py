@@ -271,7 +271,10 @@ def draw_job(job_key: str, polling: bool) -> None:
 
 
 if watch:
-    st.fragment(draw_job, run_every=1.0 if running else None)(watch, running)
+    # Every watching session redraws on each poll: at one second each, five people's polls
+    # took the whole CPU and a sixth person's click waited minutes (tests/test_many_users.py).
+    poll_s = max(1.0, 0.6 * manager.running_count())
+    st.fragment(draw_job, run_every=poll_s if running else None)(watch, running)
 else:
     st.info("Press Start to train; the loss appears here as it falls.")
     if st.session_state.train_overlay:

@@ -377,14 +377,14 @@ def test_sampler_knob_changes_its_column_only(runs_dir):
 
 @pytest.fixture
 def damaged_run(trained_runs, tmp_path, monkeypatch):
-    """A copy of the trained run whose best.pt is replaced by the test."""
+    """A copy of the trained run whose last.pt, the pages' default, the test replaces."""
     import shutil
 
     root = tmp_path / "runs"
     shutil.copytree(trained_runs, root)
     monkeypatch.setenv("TINYTF_RUNS", str(root))
     [run] = list_runs(root)
-    return run.path / "best.pt"
+    return run.path / "last.pt"
 
 
 def test_corrupt_checkpoint_is_an_error(damaged_run):

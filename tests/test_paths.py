@@ -31,7 +31,7 @@ TIMEOUT = 60
 
 SMALL = ["--steps", "1", "--eval-interval", "1", "--block-size", "8", "--layers", "1"]
 SMALL += ["--width", "16", "--heads", "2", "--batch-size", "4", "--device", "cpu"]
-SAFE_FOLDER = re.compile(r"^\d{8}-\d{6}_[A-Za-z0-9._-]{1,%d}$" % (MAX_NAME + 4))
+SAFE_FOLDER = re.compile(rf"^\d{{8}}-\d{{6}}_[A-Za-z0-9._-]{{1,{MAX_NAME + 4}}}$")
 
 HOSTILE_NAMES = [
     "../../escape",
@@ -110,7 +110,9 @@ UPLOAD_NAMES = [
 ]
 
 
-@pytest.mark.parametrize("name", UPLOAD_NAMES, ids=["dotdot", "backslash", "absolute", "500", "ctrl"])
+@pytest.mark.parametrize(
+    "name", UPLOAD_NAMES, ids=["dotdot", "backslash", "absolute", "500", "ctrl"]
+)
 def test_uploaded_file_names_cannot_leave_the_runs_folder(app_runs: Path, tmp_path, name):
     before = everything_under(tmp_path)
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
@@ -137,7 +139,9 @@ def test_run_name_field_cannot_leave_the_runs_folder(app_runs: Path, tmp_path):
 # Reading a run named in the address: ?run= must name a run inside the root
 
 
-@pytest.mark.parametrize("value", ["..", ".", "../..", "/etc", "../../tmp", ".hidden", "x/../.hidden"])
+@pytest.mark.parametrize(
+    "value", ["..", ".", "../..", "/etc", "../../tmp", ".hidden", "x/../.hidden"]
+)
 def test_run_in_the_address_cannot_point_outside_the_root(app_runs: Path, value):
     (app_runs / ".hidden").mkdir()
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)

@@ -14,7 +14,6 @@ run equals one that ran straight through (test_runs, test_crashes).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -55,7 +54,7 @@ def two_runs(tmp_path_factory) -> list[Path]:
             )
         )
     for process in processes:
-        out, err = process.communicate(timeout=300)
+        _, err = process.communicate(timeout=300)
         assert process.returncode == 0, err
     return [list_runs(root)[0].path for root in roots]
 
@@ -84,7 +83,9 @@ def test_the_run_folder_alone_re_runs_it(two_runs):
 
     # 1. What the record says about where it ran: this machine's versions and threads.
     assert record["versions"]["torch"] == torch.__version__
-    assert record["device"] == f"CPU: {THREADS} threads" == f"CPU: {torch.get_num_threads()} threads"
+    assert (
+        record["device"] == f"CPU: {THREADS} threads" == f"CPU: {torch.get_num_threads()} threads"
+    )
     assert record["seed"] == config["train"]["seed"] == 4242
 
     # 2. The same corpus, tokenizer and configs, from config.json alone.

@@ -46,13 +46,18 @@ def e2e_report(request) -> E2EReport:
     return E2EReport(request.config.stash.setdefault(_REPORT, {}))
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API refuses to start while another instance
+# runs in the same thread, so the browser must be gone before any later test file (such as
+# tests/test_many_users.py) starts its own.
+
+
+@pytest.fixture(scope="module")
 def app_url(tmp_path_factory, request):
     """The app, served by `streamlit run explorer/app.py` on a free port of 127.0.0.1.
 
     TINYTF_RUNS points at a fresh tmp folder, so the tests never see or touch runs/. The
-    server is stopped (SIGTERM, then SIGKILL, to its whole process group) when the session
-    ends, whatever the tests did.
+    server is stopped (SIGTERM, then SIGKILL, to its whole process group) when the test
+    module ends, whatever its tests did.
     """
     runs = tmp_path_factory.mktemp("e2e_runs")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -67,7 +72,7 @@ def app_url(tmp_path_factory, request):
         appdriver.stop_app(process)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     """Headless Debian Chromium through Playwright; fails (never skips) when missing."""
     if not appdriver.CHROMIUM.exists():
