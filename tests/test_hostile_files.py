@@ -280,6 +280,7 @@ def test_attention_page_shows_the_refusal(doctored, monkeypatch, name):
     root, marker = doctored[name]
     monkeypatch.setenv("TINYTF_RUNS", str(root))
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.sidebar.radio(key="app_checkpoint").set_value("best").run()  # the doctored file
     at.switch_page(ATTENTION).run()
     assert not at.exception, [e.message for e in at.exception]
     assert at.session_state.app_run == str(the_run(root))
