@@ -9,7 +9,8 @@ The rules the scripts follow:
   different runs are never divided by each other;
 - every figure is a median with its min-max over the rounds.
 
-Each script rewrites only its own section of docs/benchmarks.md, between markers, so the
+Each script rewrites only its own section of docs/benchmarks.md, between markers (and the
+introduction above the first section), so the
 scripts can be run alone or together (`python -m bench.run_all`).
 """
 
@@ -30,6 +31,8 @@ import torch
 
 from tinytf.config import ModelConfig
 from tinytf.device import CPU_FLOPS_PER_CYCLE, cpu_clock_hz, peak_flops
+from tinytf.model import TinyGPT
+from tinytf.training import flops_per_token
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOC_PATH = REPO_ROOT / "docs" / "benchmarks.md"
@@ -46,10 +49,11 @@ How to read the figures:
 - a ratio is taken per round from the A and B measured side by side, and the table shows
   the median ratio and its min-max; absolute times from different runs are never divided;
 - every figure is a median with its min-max over the rounds;
-- MFU (model FLOPs utilisation) = model FLOPs per second / the device's peak. Model FLOPs
-  per token are 6 x (weights in matrix multiplies) + 12 x n_layer x T x C for attention
-  (the usual convention, which counts the causal half of QKᵀ and PV too); the CPU peak is
-  32 float32 FLOPs per cycle per core (two 256-bit FMA units) x cores x clock, a rough
+- MFU (model FLOPs utilisation) = model FLOPs per second / the device's peak, counted as
+  the Trainer counts it (`tinytf.training.flops_per_token`): 6 FLOPs per parameter per
+  token for forward and backward, plus 12 x n_layer x T x C for the attention matmuls
+  (the usual convention, which counts the masked half of QKᵀ too); the CPU peak is 32
+  float32 FLOPs per cycle per core (two 256-bit FMA units) x cores x clock, a rough
   yardstick rather than a measured ceiling.
 """
 
@@ -101,20 +105,10 @@ def machine_lines() -> list[str]:
 # ----------------------------------------------------------------------------- FLOPs
 
 
-def matmul_weights(config: ModelConfig) -> int:
-    """Weights that take part in a matrix multiply per token: the blocks and the LM head.
-
-    Embedding lookups are not multiplies, so the token and position tables are left out.
-    """
-    C, V = config.n_embd, config.vocab_size
-    per_block = 3 * C * C + C * C + 4 * C * C + 4 * C * C  # qkv, proj, up, down
-    return config.n_layer * per_block + C * V
-
-
-def train_flops_per_token(config: ModelConfig, context: int | None = None) -> float:
-    """Forward + backward FLOPs per token: 6 per matmul weight plus the attention term."""
-    T = config.block_size if context is None else context
-    return 6 * matmul_weights(config) + 12 * config.n_layer * T * config.n_embd
+def train_flops_per_token(config: ModelConfig) -> float:
+    """Forward + backward FLOPs per token, counted as the Trainer counts them for its MFU."""
+    n_params = TinyGPT(config).num_parameters()
+    return flops_per_token(config, n_params)
 
 
 def mfu(tokens_per_s: float, flops_per_token: float, device: torch.device) -> float | None:
@@ -198,6 +192,9 @@ def write_section(key: str, title: str, body: str, path: Path = DOC_PATH) -> Non
     start, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
     section = f"{start}\n## {title}\n\n{body.strip()}\n{end}"
     text = path.read_text() if path.exists() else DOC_INTRO
+    # The introduction (everything before the first section) always comes from DOC_INTRO.
+    first = text.find("<!-- bench:")
+    text = DOC_INTRO + ("" if first < 0 else "\n" + text[first:])
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text)
