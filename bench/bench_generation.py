@@ -110,7 +110,7 @@ def check_same_tokens(model: TinyGPT, new_tokens: int) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (default 7)")
     parser.add_argument("--new-tokens", type=int, default=500, help="new tokens per run")
     parser.add_argument("--no-write", action="store_true", help="print only; leave the doc")
     args = parser.parse_args(argv)

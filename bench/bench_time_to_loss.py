@@ -11,8 +11,9 @@ Every `--eval-every` steps the benchmark itself measures the validation loss on 
 fixed validation windows for both arms, with the clock paused; the time to a loss is the
 training wall time (optimiser steps only, every evaluation left out) up to the first
 measurement at or below it. Each arm stops when it has reached every target, at the end
-of its schedule, or after `--max-seconds` of wall time. Arms alternate (preset, recipe,
-preset, recipe, ...) when `--rounds` is above 1.
+of its schedule, or after `--max-seconds` of its own wall time. The two arms take turns
+every `--eval-every` steps (preset 50 steps, recipe 50 steps, preset ...), so a change in
+the machine's load during the run falls on both; `--rounds` repeats the whole comparison.
 
     .venv/bin/python -m bench.bench_time_to_loss                # one round, about 5 min
     .venv/bin/python -m bench.bench_time_to_loss --rounds 2 --max-seconds 300
@@ -88,45 +89,78 @@ def val_loss(model: TinyGPT, windows: list[tuple[Tensor, Tensor]]) -> float:
         model.train()
 
 
-def run_arm(name: str, trainer: Trainer, eval_every: int, max_seconds: float) -> ArmResult:
-    """Train until every target is reached, the schedule ends, or max_seconds pass."""
-    result = ArmResult(name)
-    windows = val_windows(trainer)
-    clock = {"train_s": 0.0, "last": perf_counter(), "start": perf_counter()}
-    tokens_per_step = trainer.train_config.batch_size * trainer.model_config.block_size
+class Arm:
+    """One arm's Trainer, trained a chunk at a time so that two arms can take turns.
 
-    def on_event(event: object) -> None:
+    `Trainer.train` stops when `should_stop` says so and continues from the same step
+    when called again, so the arms alternate every `eval_every` steps (a few seconds):
+    a machine that slows down for a minute slows both alike.
+    """
+
+    def __init__(self, name: str, trainer: Trainer, eval_every: int, max_seconds: float):
+        self.result = ArmResult(name)
+        self.trainer = trainer
+        self.eval_every = eval_every
+        self.max_seconds = max_seconds
+        self.windows = val_windows(trainer)
+        self.train_s = 0.0  # optimiser steps only
+        self.wall_s = 0.0  # everything this arm did, evaluations included
+        self.done = False
+        self._last = 0.0
+        self._chunk_end = 0
+
+    def _on_event(self, event: object) -> None:
         now = perf_counter()
         if isinstance(event, StepMetrics):
             # From the previous event to this one: one optimiser step (the Trainer's own
             # evaluations end in an EvalMetrics event, so they fall outside).
-            clock["train_s"] += now - clock["last"]
-            if event.step % eval_every == 0:
-                measure(event.step)
-        clock["last"] = perf_counter()
+            self.train_s += now - self._last
+            if event.step % self.eval_every == 0:
+                self._measure(event.step)
+        self._last = perf_counter()
 
-    def measure(step: int) -> None:
-        loss = val_loss(trainer.model, windows)
-        result.curve.append((step, clock["train_s"], loss))
+    def _measure(self, step: int) -> None:
+        loss = val_loss(self.trainer.model, self.windows)
+        self.result.curve.append((step, self.train_s, loss))
         for target in TARGETS:
-            if target not in result.reached and loss <= target:
-                result.reached[target] = (clock["train_s"], step)
+            if target not in self.result.reached and loss <= target:
+                self.result.reached[target] = (self.train_s, step)
 
-    def should_stop() -> bool:
-        return len(result.reached) == len(TARGETS) or (
-            perf_counter() - clock["start"] > max_seconds
-        )
+    def _all_reached(self) -> bool:
+        return len(self.result.reached) == len(TARGETS)
 
-    outcome = trainer.train(on_event=on_event, should_stop=should_stop)
-    steps = trainer.step
-    result.tokens_per_s = steps * tokens_per_step / max(clock["train_s"], 1e-9)
-    if len(result.reached) == len(TARGETS):
-        result.ended = f"every target reached (step {steps})"
-    elif outcome.status == "finished":
-        result.ended = f"schedule ended at step {steps}"
-    else:
-        result.ended = f"wall-time cap of {max_seconds:.0f} s at step {steps}"
-    return result
+    def advance(self) -> None:
+        """Train the next `eval_every` steps (or until every target is reached)."""
+        self._chunk_end = self.trainer.step + self.eval_every
+        started = self._last = perf_counter()
+
+        def should_stop() -> bool:
+            return self._all_reached() or self.trainer.step >= self._chunk_end
+
+        outcome = self.trainer.train(on_event=self._on_event, should_stop=should_stop)
+        self.wall_s += perf_counter() - started
+        steps = self.trainer.step
+        if self._all_reached():
+            self.result.ended = f"every target reached (step {steps})"
+        elif outcome.status == "finished":
+            self.result.ended = f"schedule ended at step {steps}"
+        elif self.wall_s > self.max_seconds:
+            self.result.ended = f"wall-time cap of {self.max_seconds:.0f} s at step {steps}"
+        else:
+            return
+        self.done = True
+        tokens = steps * self.trainer.train_config.batch_size * self.trainer.model_config.block_size
+        self.result.tokens_per_s = tokens / max(self.train_s, 1e-9)
+
+
+def run_round(trainers: dict[str, Trainer], eval_every: int, max_seconds: float) -> list[Arm]:
+    """Let the arms take turns, `eval_every` steps each, until every arm is done."""
+    arms = [Arm(name, trainer, eval_every, max_seconds) for name, trainer in trainers.items()]
+    while not all(arm.done for arm in arms):
+        for arm in arms:
+            if not arm.done:
+                arm.advance()
+    return arms
 
 
 def build_trainers(text: str) -> dict[str, Trainer]:
@@ -148,7 +182,7 @@ def build_trainers(text: str) -> dict[str, Trainer]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=1, help="alternating rounds (default 1)")
+    parser.add_argument("--rounds", type=int, default=1, help="whole comparisons (default 1)")
     parser.add_argument("--max-seconds", type=float, default=240.0, help="wall-time cap per arm")
     parser.add_argument("--eval-every", type=int, default=50, help="steps between val losses")
     parser.add_argument("--no-write", action="store_true", help="print only; leave the doc")
@@ -161,11 +195,10 @@ def main(argv: list[str] | None = None) -> None:
     text = load_corpus(str(SHAKESPEARE_PATH)).text
     results: dict[str, list[ArmResult]] = {}
     for round_index in range(args.rounds):
-        for name, trainer in build_trainers(text).items():
-            print(f"round {round_index + 1}: {name} ...", flush=True)
-            arm = run_arm(name, trainer, args.eval_every, args.max_seconds)
-            print(f"  {arm.ended}; reached {arm.reached}", flush=True)
-            results.setdefault(name, []).append(arm)
+        print(f"round {round_index + 1}: the arms take turns, {args.eval_every} steps each")
+        for arm in run_round(build_trainers(text), args.eval_every, args.max_seconds):
+            print(f"  {arm.result.name}: {arm.result.ended}; reached {arm.result.reached}")
+            results.setdefault(arm.result.name, []).append(arm.result)
     write_report(results, header, args)
 
 
@@ -187,7 +220,9 @@ def _ratio_line(results: dict[str, list[ArmResult]], target: float) -> str:
         if target in p.reached and target in r.reached
     ]
     if not ratios:
-        return f"- val loss {target}: no round where both arms reached it"
+        reached = [name for name, arms in results.items() if any(target in a.reached for a in arms)]
+        who = " and ".join(reached) if reached else "neither arm"
+        return f"- val loss {target}: no round where both arms reached it (reached by: {who})"
     ratio = Summary.of(ratios)
     return (
         f"- **val loss {target}: preset time / recipe time = {ratio.median:.2f}x** "
@@ -202,7 +237,16 @@ def write_report(
     rows = []
     for name, arms in results.items():
         speed = Summary.of([arm.tokens_per_s for arm in arms])
-        rows.append([name, speed.show(), *(_reached(arms, t) for t in TARGETS), arms[-1].ended])
+        last_val = Summary.of([arm.curve[-1][2] for arm in arms if arm.curve])
+        rows.append(
+            [
+                name,
+                speed.show(),
+                *(_reached(arms, t) for t in TARGETS),
+                last_val.show("{:.3f}"),
+                arms[-1].ended,
+            ]
+        )
     curves = []
     for name, arms in results.items():
         points = ", ".join(f"{step}: {loss:.3f}" for step, _, loss in arms[-1].curve[::4])
@@ -213,7 +257,8 @@ def write_report(
         [
             *header,
             f"- corpus: {SHAKESPEARE_PATH.name}, character level, last 10% held out; "
-            f"{args.rounds} round(s) alternating the arms; cap {args.max_seconds:.0f} s per arm",
+            f"{args.rounds} round(s); within a round the arms take turns every "
+            f"{args.eval_every} steps; cap {args.max_seconds:.0f} s of wall time per arm",
             f"- preset `small` trains with batch {preset.batch_size}, lr {preset.learning_rate:g} "
             f"(warmup {preset.warmup_steps}, cosine to {preset.final_lr:g} over "
             f"{preset.max_steps} steps), weight decay {preset.weight_decay:g}",
@@ -224,12 +269,21 @@ def write_report(
             "left out",
             "",
             markdown_table(
-                ["arm", "train tokens/s", *(f"to val {t}: time, step" for t in TARGETS), "ended"],
+                [
+                    "arm",
+                    "train tokens/s",
+                    *(f"to val {t}: time, step" for t in TARGETS),
+                    "last val loss",
+                    "ended",
+                ],
                 rows,
             ),
             "",
             *(_ratio_line(results, t) for t in TARGETS),
             "- target: the preset reaches 2.0 in at most 0.7x the recipe's time",
+            "- for orientation (a figure given with the task, not measured here): a "
+            "well-known reference implementation of the recipe is said to train at about "
+            "12,000 tokens/s on these two cores and to reach 2.0 after about 75 s",
             "",
             *curves,
         ]

@@ -148,7 +148,7 @@ def profile_models(steps: dict[str, Callable[[Batch], None]], batches: list[Batc
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (default 7)")
+    parser.add_argument("--rounds", type=int, default=11, help="alternating rounds (default 11)")
     parser.add_argument("--steps", type=int, default=30, help="training steps per round")
     parser.add_argument("--profile", action="store_true", help="print profiles, write nothing")
     parser.add_argument("--no-write", action="store_true", help="print only; leave the doc")

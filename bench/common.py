@@ -55,6 +55,12 @@ How to read the figures:
   (the usual convention, which counts the masked half of QKᵀ too); the CPU peak is 32
   float32 FLOPs per cycle per core (two 256-bit FMA units) x cores x clock, a rough
   yardstick rather than a measured ceiling.
+
+The machine these figures come from is shared: other processes (other parts of the
+project being tested) were often running at the same time, which the load average line
+of each section shows. Alternating A and B keeps the ratios fair under such load, but
+the absolute figures move with it, and a round that drew a busy moment shows up in the
+min-max range.
 """
 
 
@@ -136,7 +142,9 @@ class Summary:
         return cls(statistics.median(values), min(values), max(values), len(values))
 
     def show(self, fmt: str = "{:,.0f}") -> str:
-        """ "12,345 (12,001-12,610)": the median, then the range."""
+        """The median, then the range in brackets (none for one value): 12,345 (12,001-12,610)."""
+        if self.n == 1:
+            return fmt.format(self.median)
         return f"{fmt.format(self.median)} ({fmt.format(self.low)}-{fmt.format(self.high)})"
 
 
