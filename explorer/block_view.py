@@ -67,7 +67,7 @@ def agreement(block: Block, x: Tensor, steps: list[Step]) -> float:
     was_training = block.training
     block.eval()
     try:
-        out, _ = block(x.unsqueeze(0))  # (1, T, C)
+        out = block(x.unsqueeze(0))  # (1, T, C)
     finally:
         block.train(was_training)
     return float((out[0] - steps[-1].tensor).abs().max())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tinytf.attention import CausalSelfAttention
+from tinytf.attention import CausalSelfAttention, LayerCache
 from tinytf.config import ModelConfig
 from tinytf.model import TinyGPT
 
@@ -67,8 +67,8 @@ def _close(fused: torch.Tensor, by_hand: torch.Tensor, dtype: torch.dtype) -> No
 def test_fused_matches_by_hand_without_cache(device: str, dtype: torch.dtype) -> None:
     attention, x = _attention(device), _input(device, CONFIG.block_size, seed=1)
     with torch.no_grad(), torch.autocast(device_type=device, dtype=dtype):
-        fused, _ = attention(x)
-        by_hand, _ = attention(x, record={})
+        fused = attention(x)
+        by_hand = attention(x, record={})
     assert fused.dtype == dtype  # autocast really ran the projections in half precision
     _close(fused, by_hand, dtype)
 
@@ -80,11 +80,13 @@ def test_fused_matches_by_hand_with_cache(device: str, dtype: torch.dtype, n_new
     attention = _attention(device)
     past_x, new_x = _input(device, 11, seed=2), _input(device, n_new, seed=3)
     with torch.no_grad(), torch.autocast(device_type=device, dtype=dtype):
-        _, past = attention(past_x)
-        fused, fused_kv = attention(new_x, past=past)
-        by_hand, hand_kv = attention(new_x, past=past, record={})
+        past = LayerCache(CONFIG.block_size)
+        attention(past_x, cache=past)
+        fused_cache, hand_cache = past.clone(), past.clone()
+        fused = attention(new_x, cache=fused_cache)
+        by_hand = attention(new_x, cache=hand_cache, record={})
     _close(fused, by_hand, dtype)
-    assert fused_kv[0].shape == hand_kv[0].shape == (2, CONFIG.n_head, 11 + n_new, 16)
+    assert fused_cache.keys.shape == hand_cache.keys.shape == (2, CONFIG.n_head, 11 + n_new, 16)
 
 
 @pytest.mark.parametrize(("device", "dtype"), CASES)

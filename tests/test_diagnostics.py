@@ -128,7 +128,7 @@ def test_causal_check_refuses_bad_requests(model: TinyGPT) -> None:
 def _block_forward(block: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
     record: dict[str, torch.Tensor] = {}
     with torch.no_grad():
-        out, _ = block(x, record=record)
+        out = block(x, record=record)
     return out, record
 
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from tinytf.attention import causal_mask
+from tinytf.attention import LayerCache, causal_mask
 from tinytf.config import ConfigError, ModelConfig, TrainConfig
 from tinytf.model import TinyGPT, sinusoidal_positions
 
@@ -146,7 +146,8 @@ def test_cached_forward_equals_full_forward(positions: str) -> None:
     out = model(ids[:, 9:], past=past, use_cache=True)
     pieces.append(out.logits)
 
-    assert [k.shape for k, _ in out.past] == [(B, 2, 12, 8)] * 2
+    assert out.past.length == 12
+    assert [layer.keys.shape for layer in out.past.layers] == [(B, 2, 12, 8)] * 2
     assert (torch.cat(pieces, dim=1) - full).abs().max() < 1e-5
 
 
@@ -230,3 +231,29 @@ def test_dropout_model_is_deterministic_in_eval(tiny_config: ModelConfig) -> Non
     fused = model(ids).logits
     assert torch.equal(fused, model(ids).logits)
     assert (fused - model(ids, capture=True).logits).abs().max() < 1e-5
+
+
+def test_cache_is_written_in_place_and_clones_are_independent(tiny_model: TinyGPT) -> None:
+    """New keys go into the buffer allocated at the first call: nothing cached is copied."""
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    with torch.no_grad():
+        past = tiny_model(ids[:, :4], use_cache=True).past
+        buffer = past.layers[0].keys.data_ptr()
+        branch = past.clone()
+
+        same = tiny_model(ids[:, 4:5], past=past, use_cache=True).past
+        tiny_model(ids[:, 5:6], past=branch, use_cache=True)
+
+    assert same is past and past.length == 5 and past.layers[0].keys.data_ptr() == buffer
+    assert branch.length == 5 and branch.layers[0].keys.data_ptr() != buffer
+    # Different fifth tokens (5 and 6) leave different fifth keys in each copy.
+    assert not torch.equal(past.layers[0].keys[:, :, 4], branch.layers[0].keys[:, :, 4])
+    assert torch.equal(past.layers[0].keys[:, :, :4], branch.layers[0].keys[:, :, :4])
+
+
+def test_layer_cache_refuses_more_than_its_capacity() -> None:
+    cache = LayerCache(capacity=3)
+    k = torch.zeros(1, 2, 2, 4)
+    cache.extend(k, k)
+    with pytest.raises(ValueError, match="4 positions do not fit the cache of 3"):
+        cache.extend(k, k)

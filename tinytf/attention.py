@@ -24,7 +24,57 @@ from torch import Tensor, nn
 
 from tinytf.config import ModelConfig
 
-KeyValue = tuple[Tensor, Tensor]  # cached keys and values, each (B, nh, S, hs)
+KeyValue = tuple[Tensor, Tensor]  # keys and values, each (B, nh, S, hs)
+
+
+class LayerCache:
+    """One layer's keys and values of the positions seen so far, for generation.
+
+    The buffers are allocated once, for `capacity` positions, on the first call; each later
+    call writes its new keys and values after the ones already there. Growing the cache with
+    torch.cat instead would copy every cached position again at every new token.
+
+    The cache is filled in place: extending it twice from the same length writes the same
+    slots twice, so a cache follows one line of text (copy it with `clone` to branch).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.length = 0
+        self._keys: Tensor | None = None  # (B, nh, capacity, hs) once allocated
+        self._values: Tensor | None = None
+
+    def extend(self, k: Tensor, v: Tensor) -> KeyValue:
+        """Append (B, nh, T, hs) keys and values; the views of all S positions so far."""
+        end = self.length + k.size(2)
+        if end > self.capacity:
+            raise ValueError(f"{end} positions do not fit the cache of {self.capacity}")
+        if self._keys is None:
+            B, nh, _, hs = k.shape
+            self._keys = k.new_empty(B, nh, self.capacity, hs)
+            self._values = v.new_empty(B, nh, self.capacity, hs)
+        self._keys[:, :, self.length : end] = k
+        self._values[:, :, self.length : end] = v
+        self.length = end
+        return self.keys, self.values
+
+    @property
+    def keys(self) -> Tensor:
+        """(B, nh, S, hs) the cached keys (a view of the buffer)."""
+        return self._keys[:, :, : self.length]
+
+    @property
+    def values(self) -> Tensor:
+        """(B, nh, S, hs) the cached values (a view of the buffer)."""
+        return self._values[:, :, : self.length]
+
+    def clone(self) -> LayerCache:
+        """An independent copy, to extend along another line."""
+        copy = LayerCache(self.capacity)
+        copy.length = self.length
+        if self._keys is not None:
+            copy._keys, copy._values = self._keys.clone(), self._values.clone()
+        return copy
 
 
 def causal_mask(n_queries: int, n_keys: int, device: torch.device | None = None) -> Tensor:
@@ -58,18 +108,18 @@ class CausalSelfAttention(nn.Module):
     def forward(
         self,
         x: Tensor,
-        past: KeyValue | None = None,
+        cache: LayerCache | None = None,
         record: dict[str, Tensor] | None = None,
-    ) -> tuple[Tensor, KeyValue]:
-        """Attend over `past` (if any) and `x`.
+    ) -> Tensor:
+        """Attend over the positions in `cache` (if any) and `x`.
 
         Args:
             x: (B, T, C) the layer-normed residual stream of the new positions.
-            past: cached keys and values of earlier positions, each (B, nh, S - T, hs).
+            cache: keys and values of the S - T earlier positions; this call's are added.
             record: when a dict, every intermediate is computed by hand and stored in it.
 
         Returns:
-            (B, T, C) output, and the keys and values of all S positions for the next call.
+            (B, T, C) output.
         """
         B, T, C = x.shape
 
@@ -80,17 +130,15 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
 
         # 2. Put the new keys and values after the cached ones.
-        if past is not None:
-            k = torch.cat([past[0], k], dim=2)  # (B, nh, S, hs)
-            v = torch.cat([past[1], v], dim=2)  # (B, nh, S, hs)
-        present = (k, v)
+        if cache is not None:
+            k, v = cache.extend(k, v)  # each (B, nh, S, hs)
 
         y = self._fused(q, k, v) if record is None else self._by_hand(q, k, v, record)
         # y: (B, nh, T, hs)
 
         # 3. Lay the heads side by side again and mix them with the output projection.
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
-        return self.resid_dropout(self.proj(y)), present
+        return self.resid_dropout(self.proj(y))
 
     def _fused(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         T, S = q.size(2), k.size(2)

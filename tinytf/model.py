@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tinytf.attention import CausalSelfAttention, KeyValue
+from tinytf.attention import CausalSelfAttention, LayerCache
 from tinytf.config import ModelConfig
 
 
@@ -75,14 +75,14 @@ class Block(nn.Module):
     def forward(
         self,
         x: Tensor,
-        past: KeyValue | None = None,
+        cache: LayerCache | None = None,
         record: dict[str, Tensor] | None = None,
-    ) -> tuple[Tensor, KeyValue]:
-        """(B, T, C) in, (B, T, C) out, plus this block's keys and values."""
+    ) -> Tensor:
+        """(B, T, C) in, (B, T, C) out; `cache` (if given) gains this call's keys and values."""
         attn_record = None if record is None else {}
 
         normed = self.ln1(x)  # (B, T, C)
-        attn_out, present = self.attn(normed, past=past, record=attn_record)
+        attn_out = self.attn(normed, cache=cache, record=attn_record)
         mid = x + attn_out  # (B, T, C)
 
         normed2 = self.ln2(mid)
@@ -100,7 +100,29 @@ class Block(nn.Module):
                 mlp_out=mlp_out,
                 resid_post=out,
             )
-        return out, present
+        return out
+
+
+class KVCache:
+    """Every layer's cached keys and values, for generating one token at a time.
+
+    Made by the model's first call with use_cache=True and filled in place by each call
+    it is passed to, so the object a call returns is the one it was given.
+    """
+
+    def __init__(self, n_layer: int, capacity: int) -> None:
+        self.layers = [LayerCache(capacity) for _ in range(n_layer)]
+
+    @property
+    def length(self) -> int:
+        """How many positions are cached."""
+        return self.layers[0].length
+
+    def clone(self) -> KVCache:
+        """An independent copy, to continue a prefix in two different ways."""
+        copy = KVCache(0, 0)
+        copy.layers = [layer.clone() for layer in self.layers]
+        return copy
 
 
 @dataclass
@@ -110,7 +132,7 @@ class ModelOutput:
     logits: Tensor  # (B, T, V) next-token scores at every position
     loss: Tensor | None = None  # mean cross-entropy, when targets were given
     cache: dict[str, Tensor] | None = None  # named intermediates, when capture=True
-    past: list[KeyValue] | None = None  # keys and values per layer, when use_cache=True
+    past: KVCache | None = None  # every layer's keys and values, when use_cache=True
 
 
 class TinyGPT(nn.Module):
@@ -161,7 +183,7 @@ class TinyGPT(nn.Module):
         targets: Tensor | None = None,
         *,
         capture: bool = False,
-        past: list[KeyValue] | None = None,
+        past: KVCache | None = None,
         use_cache: bool = False,
     ) -> ModelOutput:
         """Run the model on token ids.
@@ -172,22 +194,24 @@ class TinyGPT(nn.Module):
             targets: (B, T) next-token ids; gives the mean cross-entropy loss.
             capture: keep every intermediate, by name, in `output.cache`, and compute
                 attention by hand (otherwise the fused kernel runs).
-            past: keys and values from an earlier call, one pair per layer.
-            use_cache: return this call's keys and values in `output.past`.
+            past: the cache an earlier call returned; this call's keys and values are
+                added to it (in place).
+            use_cache: return the cache, holding every position so far, in `output.past`
+                (a new one when `past` is None).
         """
-        start = 0 if past is None else past[0][0].size(2)
+        start = 0 if past is None else past.length
         idx = self._crop(idx, targets, start)
         T = idx.size(1)
 
         x = self.tok_embed(idx) + self.positions(start, T)  # (B, T, C)
         x = self.embed_dropout(x)
 
+        if use_cache and past is None:
+            past = KVCache(len(self.blocks), self.config.block_size)
         cache: dict[str, Tensor] | None = {} if capture else None
-        presents: list[KeyValue] = []
         for i, block in enumerate(self.blocks):
             record = {} if capture else None
-            x, present = block(x, past=None if past is None else past[i], record=record)
-            presents.append(present)
+            x = block(x, cache=None if past is None else past.layers[i], record=record)
             if capture:
                 cache.update({f"blocks.{i}.{name}": t for name, t in record.items()})
 
@@ -200,9 +224,7 @@ class TinyGPT(nn.Module):
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
-        return ModelOutput(
-            logits=logits, loss=loss, cache=cache, past=presents if use_cache else None
-        )
+        return ModelOutput(logits=logits, loss=loss, cache=cache, past=past if use_cache else None)
 
     def _crop(self, idx: Tensor, targets: Tensor | None, start: int) -> Tensor:
         block_size = self.config.block_size

@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from tinytf.attention import KeyValue
-from tinytf.model import TinyGPT
+from tinytf.model import KVCache, TinyGPT
 
 SAMPLERS = ("greedy", "temperature", "top-k", "top-p", "temperature-top-p")
 TOP_CANDIDATES = 10  # candidates kept in each step record
@@ -243,7 +242,9 @@ def generate(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        # inference_mode, not just no_grad: it also skips autograd's bookkeeping on every
+        # tensor, which is a sizeable share of a one-token step on a small model.
+        with torch.inference_mode():
             return _generate(
                 model, prompt, max_new_tokens, settings, generator, record_steps, use_cache
             )
@@ -273,7 +274,7 @@ def _generate(
     use_cache: bool,
 ) -> Generation:
     ids = list(prompt)
-    past: list[KeyValue] | None = None
+    past: KVCache | None = None
     steps = []
     for _ in range(max_new_tokens):
         logits, past = _next_logits(model, ids, past, use_cache)
@@ -289,8 +290,8 @@ def _generate(
 
 
 def _next_logits(
-    model: TinyGPT, ids: list[int], past: list[KeyValue] | None, use_cache: bool
-) -> tuple[Tensor, list[KeyValue] | None]:
+    model: TinyGPT, ids: list[int], past: KVCache | None, use_cache: bool
+) -> tuple[Tensor, KVCache | None]:
     """(V,) logits of the next token after `ids`, and the keys and values to reuse.
 
     `past` holds keys and values for all of `ids` but the last; None runs the whole window.
@@ -300,7 +301,7 @@ def _next_logits(
 
     # 1. Cached: the keys and values of earlier positions are reused, so only the newest
     #    token runs through the model.
-    if past is not None and past[0][0].size(2) < block_size:
+    if past is not None and past.length < block_size:
         step = torch.tensor([ids[-1:]], device=device)  # (1, 1)
         out = model(step, past=past, use_cache=True)
         return out.logits[0, -1], out.past
