@@ -13,10 +13,12 @@ training wall time (optimiser steps only, every evaluation left out) up to the f
 measurement at or below it. Each arm stops when it has reached every target, at the end
 of its schedule, or after `--max-seconds` of its own wall time. The two arms take turns
 every `--eval-every` steps (preset 50 steps, recipe 50 steps, preset ...), so a change in
-the machine's load during the run falls on both; `--rounds` repeats the whole comparison.
+the machine's load during the run falls on both; `--rounds` repeats the whole comparison
+with another seed (1337, 1338, ...: other initial weights and batches, the same for both
+arms), so the spread shows how much the steps to a loss depend on the draw.
 
-    .venv/bin/python -m bench.bench_time_to_loss                # one round, about 5 min
-    .venv/bin/python -m bench.bench_time_to_loss --rounds 2 --max-seconds 300
+    .venv/bin/python -m bench.bench_time_to_loss                # three rounds, about 12 min
+    .venv/bin/python -m bench.bench_time_to_loss --rounds 1 --max-seconds 300
 
 Needs ../shared/data/tinyshakespeare.txt beside the checkout; says so and stops without it.
 """
@@ -57,6 +59,7 @@ RECIPE = TrainConfig(
 )
 VAL_WINDOWS = 288  # fixed validation windows of 64 tokens: about 18,000 tokens
 VAL_SEED = 2024
+FIRST_SEED = 1337  # round i trains both arms with seed FIRST_SEED + i
 
 
 @dataclass
@@ -163,8 +166,8 @@ def run_round(trainers: dict[str, Trainer], eval_every: int, max_seconds: float)
     return arms
 
 
-def build_trainers(text: str) -> dict[str, Trainer]:
-    """The two arms on the same ids; the Trainer's own evaluation only at the very end."""
+def build_trainers(text: str, seed: int) -> dict[str, Trainer]:
+    """The two arms on the same ids and seed; the Trainer's own evaluation only at the end."""
     tokenizer = build_tokenizer("char", text)
     ids = tokenizer.encode(text)
     preset = get_preset("small")
@@ -172,7 +175,7 @@ def build_trainers(text: str) -> dict[str, Trainer]:
     return {
         name: Trainer(
             preset.model_kwargs(),
-            train.replace(eval_interval=train.max_steps, device="cpu"),
+            train.replace(eval_interval=train.max_steps, device="cpu", seed=seed),
             ids,
             tokenizer,
         )
@@ -182,9 +185,9 @@ def build_trainers(text: str) -> dict[str, Trainer]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=1, help="whole comparisons (default 1)")
-    parser.add_argument("--max-seconds", type=float, default=240.0, help="wall-time cap per arm")
-    parser.add_argument("--eval-every", type=int, default=50, help="steps between val losses")
+    parser.add_argument("--rounds", type=int, default=3, help="whole comparisons (default 3)")
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="wall-time cap per arm")
+    parser.add_argument("--eval-every", type=int, default=25, help="steps between val losses")
     parser.add_argument("--no-write", action="store_true", help="print only; leave the doc")
     args = parser.parse_args(argv)
 
@@ -195,8 +198,12 @@ def main(argv: list[str] | None = None) -> None:
     text = load_corpus(str(SHAKESPEARE_PATH)).text
     results: dict[str, list[ArmResult]] = {}
     for round_index in range(args.rounds):
-        print(f"round {round_index + 1}: the arms take turns, {args.eval_every} steps each")
-        for arm in run_round(build_trainers(text), args.eval_every, args.max_seconds):
+        seed = FIRST_SEED + round_index
+        print(
+            f"round {round_index + 1} (seed {seed}): "
+            f"the arms take turns, {args.eval_every} steps each"
+        )
+        for arm in run_round(build_trainers(text, seed), args.eval_every, args.max_seconds):
             print(f"  {arm.result.name}: {arm.result.ended}; reached {arm.result.reached}")
             results.setdefault(arm.result.name, []).append(arm.result)
     write_report(results, header, args)
@@ -257,7 +264,8 @@ def write_report(
         [
             *header,
             f"- corpus: {SHAKESPEARE_PATH.name}, character level, last 10% held out; "
-            f"{args.rounds} round(s); within a round the arms take turns every "
+            f"{args.rounds} round(s), seeds {FIRST_SEED}-{FIRST_SEED + args.rounds - 1} (the same "
+            "for both arms in a round); within a round the arms take turns every "
             f"{args.eval_every} steps; cap {args.max_seconds:.0f} s of wall time per arm",
             f"- preset `small` trains with batch {preset.batch_size}, lr {preset.learning_rate:g} "
             f"(warmup {preset.warmup_steps}, cosine to {preset.final_lr:g} over "

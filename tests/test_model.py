@@ -257,3 +257,14 @@ def test_layer_cache_refuses_more_than_its_capacity() -> None:
     cache.extend(k, k)
     with pytest.raises(ValueError, match="4 positions do not fit the cache of 3"):
         cache.extend(k, k)
+
+
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
+def test_token_and_position_vectors_start_at_comparable_sizes(positions: str) -> None:
+    """Neither swamps the other at the first LayerNorm (tokens at 0.02 beside sin/cos did)."""
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=65, block_size=64, n_layer=2, n_head=4, n_embd=128)
+    model = TinyGPT(config.replace(positions=positions))
+    token_rms = model.tok_embed.weight.pow(2).mean().sqrt()
+    position_rms = model.positions(0, config.block_size).pow(2).mean().sqrt()
+    assert 0.5 < float(token_rms / position_rms) < 2.0
