@@ -31,7 +31,7 @@ from explorer.render import token_label
 from explorer.sampler_view import LABELS, Knobs, column_settings
 from explorer.scarcity import describe_memorization, training_tokens
 from explorer.train_jobs import rows_curve
-from tinytf.explain import TokenChoice, explain_step, step_logits
+from tinytf.explain import TokenChoice, explain_step
 from tinytf.lesson import (
     Lesson,
     LessonError,
@@ -44,7 +44,7 @@ from tinytf.memorization import MemorizationResult, TrainingIndex, default_n, me
 from tinytf.memorization import training_index as build_index
 from tinytf.model import TinyGPT
 from tinytf.runs import RunError, RunFolder, read_metrics, runs_root
-from tinytf.sampling import SAMPLERS, Generation, SamplerSettings, SamplingError, generate
+from tinytf.sampling import SAMPLERS, Generation, SamplerSettings, SamplingError
 from tinytf.snapshots import Snapshot, SnapshotError, list_snapshots, load_snapshot, snapshot_diff
 from tinytf.tokenizer import Tokenizer
 
@@ -281,48 +281,29 @@ def _draw_snapshot(snap: Snapshot, prev: Snapshot | None, key: str, vocab_size: 
 # --- why this token -------------------------------------------------------------------------
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def recorded_generation(
-    _model: TinyGPT,
-    model_key: str,
-    prompt_ids: tuple[int, ...],
-    max_new_tokens: int,
-    settings: SamplerSettings,
-    seed: int,
-) -> Generation:
-    """generate(..., record_steps=True), once per weights, prompt, settings and seed."""
-    return generate(
-        _model, list(prompt_ids), max_new_tokens, settings, seed=seed, record_steps=True
-    )
-
-
 def explain_position(
-    model: TinyGPT, generation: Generation, settings: SamplerSettings, position: int
+    generation: Generation, settings: SamplerSettings, position: int
 ) -> TokenChoice:
-    """The choice of generated token number `position` (0 = the first new token)."""
+    """The choice of generated token number `position` (0 = the first new token), from
+    the very logits it was drawn from (the generation kept them)."""
     record = generation.steps[position]
-    logits = step_logits(model, generation.ids[: record.position])
-    return explain_step(logits, settings, record.draw)
+    return explain_step(generation.logits[position], settings, record.draw)
 
 
 def draw_why_token(
-    model: TinyGPT,
     tokenizer: Tokenizer,
     generation: Generation,
     settings: SamplerSettings,
     position: int,
     key: str,
 ) -> None:
-    """The whole path of one generated token, from the logits to the draw."""
-    choice = explain_position(model, generation, settings, position)
+    """The whole path of one generated token, from the logits to the draw.
+
+    `generation` must hold its steps and logits (record_steps and keep_logits).
+    """
+    choice = explain_position(generation, settings, position)
     labels = [token_label(t) for t in tokenizer.vocab]
     record = generation.steps[position]
-    if choice.chosen != record.chosen_id:
-        st.warning(
-            "Recomputed without the key/value cache, this step's numbers pick "
-            f"{labels[choice.chosen]!r} rather than {labels[record.chosen_id]!r}: a "
-            "float rounding difference right at a boundary of the bar."
-        )
     context = tokenizer.decode(generation.ids[max(0, record.position - 40) : record.position])
     st.markdown(
         f"After …`{context[-60:]}` the sampler picked **{labels[choice.chosen]}** "

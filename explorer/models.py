@@ -106,7 +106,9 @@ def current_source() -> ModelSource | None:
     return None
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+# Each entry holds every step's logits: 300 steps of a 4,456-token vocabulary (the help
+# topics at word level) are 5 MB, so the entries are capped lower than plain texts would be.
+@st.cache_data(max_entries=32, show_spinner=False)
 def generate_cached(
     _model: TinyGPT,
     model_key: str,
@@ -114,10 +116,23 @@ def generate_cached(
     max_new_tokens: int,
     settings: SamplerSettings,
     seed: int,
+    _reuse: Generation | None = None,
 ) -> Generation:
-    """`tinytf.sampling.generate`, once per (weights, prompt, length, settings, seed).
+    """`tinytf.sampling.generate` with its steps and logits, once per (weights, prompt,
+    length, settings, seed).
 
-    `_model` is left out of the cache key (Streamlit skips arguments starting with "_");
-    `model_key` stands for it and changes whenever the weights do.
+    Arguments starting with "_" are left out of the cache key: `model_key` stands for the
+    model and changes whenever the weights do, and `_reuse` (an earlier generation of the
+    same model and prompt) only saves work: its logits serve the steps where the texts
+    agree, which gives the same tokens as running the model.
     """
-    return generate(_model, list(prompt_ids), max_new_tokens, settings, seed=seed)
+    return generate(
+        _model,
+        list(prompt_ids),
+        max_new_tokens,
+        settings,
+        seed=seed,
+        record_steps=True,
+        keep_logits=True,
+        reuse=_reuse,
+    )

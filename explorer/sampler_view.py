@@ -1,8 +1,8 @@
 """The Samplers page's logic: five samplers on one prompt and one seed. No Streamlit here.
 
 settings = column_settings(Knobs(temperature=1.2, top_k=5, top_p=0.9))
-texts = {kind: generate(model, ids, 80, s, seed=0) for kind, s in settings.items()}
-view = step_view(model, context_ids, settings)      # who keeps which token, and how many
+gens = {kind: generate(model, ids, 80, s, keep_logits=True) for kind, s in settings.items()}
+view = step_view(gens["greedy"].logits[12], settings)  # who keeps which token at step 12
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from explorer.text_stats import TextStats, text_stats
-from tinytf.model import TinyGPT
-from tinytf.sampling import SAMPLERS, SamplerSettings, filter_probs
+from tinytf.sampling import SAMPLERS, Generation, SamplerSettings, filter_probs
 
 LABELS = {
     "greedy": "Greedy",
@@ -76,24 +75,28 @@ class StepView:
     kept: dict[str, int]  # sampler -> tokens kept
 
 
-@torch.no_grad()
-def step_view(
-    model: TinyGPT, context_ids: list[int], settings: dict[str, SamplerSettings]
-) -> StepView:
-    """Run the model once on `context_ids` (its last block_size) and apply every cut."""
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        window = context_ids[-model.config.block_size :]
-        logits = model(torch.tensor([window], device=device)).logits[0, -1].cpu()  # (V,)
-    finally:
-        model.train(was_training)
+def step_view(logits: torch.Tensor, settings: dict[str, SamplerSettings]) -> StepView:
+    """Apply every column's cut to one step's (V,) next-token logits.
+
+    The logits come from a generation that kept them, so moving the step slider or turning
+    a knob re-filters numbers already held instead of running the model.
+    """
     results = {kind: filter_probs(logits, s) for kind, s in settings.items()}
     return StepView(
         base_probs=torch.softmax(logits.float(), dim=-1),
         kept_probs={kind: r.probs_after for kind, r in results.items()},
         kept={kind: r.kept for kind, r in results.items()},
+    )
+
+
+def reuse_caption(generation: Generation) -> str:
+    """How many of a column's steps the model ran, and how many re-used held logits."""
+    total, reused = len(generation.new_ids), generation.reused_steps
+    if not reused:
+        return f"model ran for all {total} steps"
+    return (
+        f"model ran for {total - reused} of {total} steps; the first {reused} re-sampled "
+        "the logits held from before the knob changed"
     )
 
 

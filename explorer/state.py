@@ -69,6 +69,8 @@ DEFAULTS: Mapping[str, Any] = {
     "samp_top_p": 0.9,
     "samp_ttp_temperature": 0.8,
     "samp_ttp_top_p": 0.9,
+    "samp_held": None,  # sampler -> its column's last Generation, logits included
+    "samp_held_for": None,  # (model key, prompt ids) those generations belong to
     "samp_step": 0,  # which generated token's distribution the chart shows
     "samp_context": "greedy",  # whose text up to that step is the chart's context
     "samp_why_column": "temperature",  # whose generated token "why this token" explains

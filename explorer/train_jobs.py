@@ -187,6 +187,7 @@ class Progress:
     step: int
     max_steps: int
     tokens_per_s: float | None
+    mfu: float | None  # model FLOPs utilisation, where the device's peak is known
     lr: float | None
     seconds_left: float | None
     last_loss: float | None
@@ -219,6 +220,7 @@ def job_progress(
         step=step,
         max_steps=payload.max_steps,
         tokens_per_s=last_step.tokens_per_s if last_step else None,
+        mfu=last_step.mfu if last_step else None,
         lr=last_step.lr if last_step else None,
         seconds_left=seconds_left,
         last_loss=last_step.loss if last_step else None,

@@ -8,7 +8,15 @@ from explorer import figures, insight
 from explorer.attention_view import PromptError, encode_for_model
 from explorer.models import current_source, generate_cached
 from explorer.render import token_label
-from explorer.sampler_view import LABELS, Knobs, column_settings, column_stats, describe, step_view
+from explorer.sampler_view import (
+    LABELS,
+    Knobs,
+    column_settings,
+    column_stats,
+    describe,
+    reuse_caption,
+    step_view,
+)
 from explorer.state import keep_page_state
 from tinytf.sampling import SAMPLERS, SamplingError
 
@@ -69,6 +77,9 @@ except SamplingError as error:
     st.error(f"Sampler setting refused: {error}")
     st.stop()
 
+# Each column's last generation is held with its logits: after a knob change the column
+# re-samples from them for as long as its text stays the same, and only then runs the model.
+held = state.samp_held if state.samp_held_for == (source.key, tuple(ids)) else {}
 generations = {}
 for kind, column in columns.items():
     generation = generate_cached(
@@ -78,6 +89,7 @@ for kind, column in columns.items():
         state.samp_new_tokens,
         settings[kind],
         int(state.samp_seed),
+        _reuse=held.get(kind),
     )
     generations[kind] = generation
     stats = column_stats(generation.new_ids)
@@ -94,6 +106,8 @@ for kind, column in columns.items():
             st.caption(f"repeated: {source.tokenizer.decode(span)!r}")
         memo = insight.generation_memo(source.run_path, source.tokenizer, generation.new_ids)
         st.caption(insight.memo_caption(memo))
+        st.caption(reuse_caption(generation))
+state.samp_held, state.samp_held_for = generations, (source.key, tuple(ids))
 insight.check_lesson_text(generations, source.tokenizer)
 
 st.subheader("The next-token distribution at one step")
@@ -106,8 +120,9 @@ right.selectbox(
     format_func=LABELS.get,
     key="samp_context",
 )
-context = generations[state.samp_context].ids[: len(ids) + state.samp_step]
-view = step_view(source.model, context, settings)
+context_generation = generations[state.samp_context]
+context = context_generation.ids[: len(ids) + state.samp_step]
+view = step_view(context_generation.logits[state.samp_step], settings)
 vocab_labels = [token_label(t) for t in source.tokenizer.vocab]
 keep_figure = figures.sampler_keep_figure(
     vocab_labels,
@@ -129,18 +144,9 @@ position_col.slider(
     "Generated token (0 = the first new one)", 0, state.samp_new_tokens - 1, key="samp_why_position"
 )
 why_kind = state.samp_why_column
-recorded = insight.recorded_generation(
-    source.model,
-    source.key,
-    tuple(ids),
-    state.samp_new_tokens,
-    settings[why_kind],
-    int(state.samp_seed),
-)
 insight.draw_why_token(
-    source.model,
     source.tokenizer,
-    recorded,
+    generations[why_kind],
     settings[why_kind],
     state.samp_why_position,
     key="samp_why",

@@ -190,6 +190,9 @@ def test_train_start_metrics_stop_and_runs_page(empty_runs):
         at.run()  # what the fragment does once a second
     no_exception(at)
     assert any(c.value for c in at.code)  # the step-0 evaluation's sample
+    # The CPU's peak is known, so the model FLOPs utilisation stands beside the speed.
+    mfu = next(m.value for m in at.metric if m.label == "MFU")
+    assert mfu.endswith("%") and 0 < float(mfu.rstrip("%")) < 100
 
     at.button(key="train_stop").click().run()
     job.thread.join(30)
@@ -358,10 +361,14 @@ def test_block_stepper_walks_to_the_end_and_agrees(runs_dir):
 
 
 def test_sampler_knob_changes_its_column_only(runs_dir):
+    from explorer.models import generate_cached
+
+    generate_cached.clear()  # so that no earlier test's entry answers for the new knob
     at = open_page("samplers")
     no_exception(at)
     before = [c.value for c in at.code]
     assert len(before) == 5  # greedy, temperature, top-k, top-p, temperature-top-p
+    assert texts(at.caption).count("model ran for all 80 steps") == 5
 
     at.slider(key="samp_temperature").set_value(2.0).run()
     no_exception(at)
@@ -370,6 +377,10 @@ def test_sampler_knob_changes_its_column_only(runs_dir):
     assert after[1] != before[1]  # the temperature column re-sampled
     assert after[2:] == before[2:]
     assert "distinct-1" in texts(at.caption)
+    # The turned column started from the logits it held (the first step's at least, whose
+    # context is the prompt alone); the four others were not computed again.
+    assert texts(at.caption).count("model ran for all 80 steps") == 4
+    assert texts(at.caption).count("re-sampled the logits held from before") == 1
 
 
 # --- damaged checkpoints --------------------------------------------------------------------

@@ -164,3 +164,6 @@ def test_eval_line_format():
     assert cli.eval_line(metrics, 2000, step) == (
         "step 120/2000 | train 2.3456 | val 2.4567 | lr 3.0e-04 | 5,210 tok/s | 12.3 s"
     )
+    # With the device's peak known, the model FLOPs utilisation stands beside the speed.
+    step = StepMetrics(120, 2000, 2.5, 3e-4, 5210.4, 12.34, 0.1234)
+    assert " | 5,210 tok/s (MFU 12.3%) | 12.3 s" in cli.eval_line(metrics, 2000, step)

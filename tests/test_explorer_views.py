@@ -10,13 +10,20 @@ from explorer.attention_view import PromptError, encode_for_model, output_differ
 from explorer.block_view import agreement, controlled_input, controlled_setup, walkthrough
 from explorer.corpus_view import summarize_corpus
 from explorer.runs_view import COLUMNS, runs_table
-from explorer.sampler_view import Knobs, column_settings, column_stats, describe, step_view
+from explorer.sampler_view import (
+    Knobs,
+    column_settings,
+    column_stats,
+    describe,
+    reuse_caption,
+    step_view,
+)
 from explorer.train_form import FIELDS, configs_from_values, field_values
 from tinytf.config import ConfigError, TrainConfig
 from tinytf.corpus import Corpus
 from tinytf.presets import PRESETS
 from tinytf.runs import list_runs, start_run
-from tinytf.sampling import SAMPLERS, SamplingError, filter_probs
+from tinytf.sampling import SAMPLERS, Generation, SamplingError, filter_probs
 from tinytf.tokenizer import build_tokenizer
 
 TEXT = "the cat sat on the mat. the dog sat on the log.\n" * 3
@@ -89,13 +96,20 @@ def test_each_column_reads_its_own_knob():
 def test_step_view_applies_every_cut_to_one_distribution(word_model):
     settings = column_settings(Knobs(top_k=3, top_p=0.5))
     context = [1, 2, 3]
-    view = step_view(word_model, context, settings)
     logits = word_model(torch.tensor([context])).logits[0, -1]
+    view = step_view(logits, settings)
     torch.testing.assert_close(view.base_probs, torch.softmax(logits, dim=-1))
     assert view.kept["greedy"] == 1 and view.kept["top-k"] == 3
     expected = filter_probs(logits, settings["top-p"])
     assert view.kept["top-p"] == expected.kept
     torch.testing.assert_close(view.kept_probs["top-p"], expected.probs_after)
+
+
+def test_reuse_caption_says_how_much_the_model_ran():
+    fresh = Generation([1], [2, 3, 4], reused_steps=0)
+    assert reuse_caption(fresh) == "model ran for all 3 steps"
+    knob_turned = Generation([1], [2, 3, 4], reused_steps=2)
+    assert reuse_caption(knob_turned).startswith("model ran for 1 of 3 steps; the first 2 ")
 
 
 def test_column_stats_of_a_loop():

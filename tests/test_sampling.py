@@ -263,3 +263,114 @@ def test_probabilities_sum_to_one_on_real_logits(model: TinyGPT) -> None:
         assert math.isclose(float(result.probs_after.sum()), 1.0, rel_tol=1e-6)
         assert math.isclose(float(result.probs_before.sum()), 1.0, rel_tol=1e-6)
         assert bool((result.probs_after[~result.keep] == 0).all())
+
+
+# ---------------------------------------------------------------------------------------
+# Re-sampling from held logits (what a sampler knob does on the Samplers page)
+
+
+def test_kept_logits_are_the_ones_each_step_was_drawn_from(model: TinyGPT) -> None:
+    gen = generate(model, PROMPT, 12, SamplerSettings(), seed=4, keep_logits=True)
+    assert gen.logits.shape == (12, 23) and gen.logits.dtype == torch.float32
+    assert not gen.logits.is_inference()  # usable outside generate, pickles with the rest
+    for i in (0, 2, 11):  # before, while and after the window of 8 is full
+        context = gen.ids[: len(PROMPT) + i][-8:]
+        expected = model(torch.tensor([context])).logits[0, -1]
+        torch.testing.assert_close(gen.logits[i], expected, atol=1e-5, rtol=1e-5)
+    assert generate(model, PROMPT, 3, SamplerSettings()).logits is None  # only when asked
+    assert generate(model, PROMPT, 0, SamplerSettings(), keep_logits=True).logits.shape == (0, 23)
+
+
+KNOB_CHANGES = [
+    (SamplerSettings(kind="temperature", temperature=1.0), SamplerSettings(temperature=1.1)),
+    (
+        SamplerSettings(kind="top-k", top_k=5),
+        SamplerSettings(kind="top-k", top_k=2),
+    ),
+    (SamplerSettings(kind="top-p", top_p=0.9), SamplerSettings(kind="top-p", top_p=0.6)),
+    (
+        SamplerSettings(kind="temperature-top-p", temperature=0.8, top_p=0.9),
+        SamplerSettings(kind="temperature-top-p", temperature=1.4, top_p=0.9),
+    ),
+    (SamplerSettings(kind="temperature"), SamplerSettings(kind="greedy")),
+]
+
+
+@pytest.mark.parametrize(("before", "after"), KNOB_CHANGES, ids=lambda s: s.kind)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_resampling_from_held_logits_equals_a_fresh_generation(
+    model: TinyGPT, before: SamplerSettings, after: SamplerSettings, seed: int
+) -> None:
+    # 20 new tokens on a context of 8: the agreement may end before or after it is full.
+    held = generate(model, PROMPT, 20, before, seed=seed, keep_logits=True)
+    fresh = generate(model, PROMPT, 20, after, seed=seed, keep_logits=True, record_steps=True)
+    again = generate(
+        model, PROMPT, 20, after, seed=seed, keep_logits=True, record_steps=True, reuse=held
+    )
+    assert again.new_ids == fresh.new_ids
+    assert [s.draw for s in again.steps] == [s.draw for s in fresh.steps]
+    torch.testing.assert_close(again.logits, fresh.logits, atol=1e-5, rtol=1e-5)
+
+    # Held logits serve every step up to and including the first token that differs.
+    shared = next(
+        (i for i, (a, b) in enumerate(zip(held.new_ids, fresh.new_ids, strict=True)) if a != b),
+        19,
+    )
+    assert again.reused_steps == shared + 1
+
+
+def test_same_settings_reuse_every_step_and_run_no_model(model: TinyGPT) -> None:
+    settings = SamplerSettings(kind="top-p", top_p=0.8)
+    held = generate(model, PROMPT, 20, settings, seed=3, keep_logits=True)
+    calls = []
+    hook = model.register_forward_hook(lambda module, args, out: calls.append(args[0].size(1)))
+    try:
+        again = generate(model, PROMPT, 20, settings, seed=3, keep_logits=True, reuse=held)
+        shorter = generate(model, PROMPT, 7, settings, seed=3, reuse=held)
+        assert calls == []  # every step's logits were held
+        longer = generate(model, PROMPT, 25, settings, seed=3, reuse=held)
+    finally:
+        hook.remove()
+    assert again.new_ids == held.new_ids and again.reused_steps == 20
+    torch.testing.assert_close(again.logits, held.logits, atol=0, rtol=0)
+    assert shorter.new_ids == held.new_ids[:7]
+    # Longer: the 20 held steps, then the model runs once per further token (the window
+    # of 8 is full by then, so each of the 5 calls runs the whole window).
+    assert longer.new_ids[:20] == held.new_ids and longer.reused_steps == 20
+    assert calls == [8] * 5
+    assert longer.new_ids == generate(model, PROMPT, 25, settings, seed=3).new_ids
+
+
+def test_after_the_texts_part_the_model_runs_once_over_the_prefix_then_per_token() -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=23, block_size=64, n_layer=1, n_head=2, n_embd=16)
+    wide = TinyGPT(config).eval()
+    with torch.no_grad():
+        wide.lm_head.weight.mul_(100)
+    held = generate(wide, PROMPT, 30, SamplerSettings(kind="greedy"), keep_logits=True)
+    settings = SamplerSettings(kind="temperature", temperature=2.0)
+    calls = []
+    hook = wide.register_forward_hook(lambda module, args, out: calls.append(args[0].size(1)))
+    try:
+        again = generate(wide, PROMPT, 30, settings, seed=1, reuse=held)
+    finally:
+        hook.remove()
+    n = again.reused_steps
+    assert 1 <= n < 30
+    # One call over the prompt and the n tokens picked from held logits, then one position
+    # per token, the key/value cache built by that first call.
+    assert calls == [len(PROMPT) + n] + [1] * (30 - n - 1)
+    assert again.new_ids == generate(wide, PROMPT, 30, settings, seed=1).new_ids
+
+
+def test_reuse_refuses_what_it_cannot_use(model: TinyGPT) -> None:
+    settings = SamplerSettings()
+    no_logits = generate(model, PROMPT, 5, settings)
+    with pytest.raises(SamplingError, match=r"reuse: .* kept no logits"):
+        generate(model, PROMPT, 5, settings, reuse=no_logits)
+    held = generate(model, PROMPT, 5, settings, keep_logits=True)
+    with pytest.raises(SamplingError, match=r"reuse: .* another prompt"):
+        generate(model, PROMPT[:-1], 5, settings, reuse=held)
+    other_vocab = TinyGPT(ModelConfig(vocab_size=30, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    with pytest.raises(SamplingError, match=r"reuse: its logits are \(5, 23\)"):
+        generate(other_vocab, PROMPT, 5, settings, reuse=held)

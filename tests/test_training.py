@@ -228,6 +228,25 @@ def test_throughput_and_mfu_are_reported(zen_char):
     assert flops_per_token(config, trainer.n_params) == expected
 
 
+def test_fused_adamw_on_the_cpu_where_torch_has_it(zen_char, monkeypatch):
+    """The Trainer takes the fused AdamW where torch has one for the device, and it trains
+    the same losses as the per-tensor AdamW to within float rounding."""
+    from tinytf import training
+
+    fused = make_trainer(zen_char, max_steps=6, device="cpu")
+    has_fused = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
+    assert fused.optimizer.defaults["fused"] is (True if has_fused else None)
+
+    monkeypatch.setattr(training, "fused_adamw_supported", lambda device: False)
+    plain = make_trainer(zen_char, max_steps=6, device="cpu")
+    assert plain.optimizer.defaults["fused"] is None
+    fused_losses = [m.loss for m in collect(fused)[0]]
+    plain_losses = [m.loss for m in collect(plain)[0]]
+    assert fused_losses == pytest.approx(plain_losses, rel=1e-4)
+    for a, b in zip(fused.model.parameters(), plain.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
 def test_model_config_vocab_must_match_tokenizer(zen_char):
     tokenizer, ids = zen_char
     config = ModelConfig(vocab_size=tokenizer.vocab_size + 1, block_size=8)

@@ -132,7 +132,7 @@ class ProgressBar:
         parts = [
             f"[{bar}] {metrics.step}/{metrics.max_steps}",
             f"loss {metrics.loss:.4f}",
-            f"{metrics.tokens_per_s:,.0f} tok/s",
+            speed(metrics),
         ]
         self.stream.write("\r" + " | ".join(parts))
         self.stream.flush()
@@ -145,17 +145,29 @@ class ProgressBar:
             self._shown = False
 
 
+def speed(metrics: StepMetrics | None) -> str:
+    """`5,210 tok/s (MFU 12.3%)`; the MFU part only where the device's peak is known."""
+    if metrics is None:
+        return "0 tok/s"
+    text = f"{metrics.tokens_per_s:,.0f} tok/s"
+    if metrics.mfu is not None:
+        text += f" (MFU {100 * metrics.mfu:.1f}%)"
+    return text
+
+
 def eval_line(metrics: EvalMetrics, max_steps: int, last_step: StepMetrics | None) -> str:
-    """`step 120/2000 | train 2.3456 | val 2.4567 | lr 3.0e-04 | 5,210 tok/s | 12.3 s`."""
+    """`step 120/2000 | train 2.3456 | val 2.4567 | lr 3.0e-04 | 5,210 tok/s (MFU 3.1%) | 12.3 s`.
+
+    (The MFU part only where the device's peak is known, see `speed`.)
+    """
     lr = 0.0 if last_step is None else last_step.lr
-    tokens_per_s = 0.0 if last_step is None else last_step.tokens_per_s
     elapsed = 0.0 if last_step is None else last_step.elapsed_s
     parts = [
         f"step {metrics.step}/{max_steps}",
         f"train {metrics.train_loss:.4f}",
         f"val {metrics.val_loss:.4f}",
         f"lr {lr:.1e}",
-        f"{tokens_per_s:,.0f} tok/s",
+        speed(last_step),
         f"{elapsed:.1f} s",
     ]
     return " | ".join(parts)

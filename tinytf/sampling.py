@@ -203,6 +203,8 @@ class Generation:
     prompt_ids: list[int]
     new_ids: list[int]
     steps: list[StepRecord] = field(default_factory=list)  # empty unless record_steps
+    logits: Tensor | None = None  # (N, V) float32 CPU, row i picked new token i; keep_logits
+    reused_steps: int = 0  # leading steps whose logits came from `reuse`, not the model
 
     @property
     def ids(self) -> list[int]:
@@ -217,6 +219,8 @@ def generate(
     seed: int = 0,
     record_steps: bool = False,
     use_cache: bool = True,
+    keep_logits: bool = False,
+    reuse: Generation | None = None,
 ) -> Generation:
     """Continue `prompt_ids` by `max_new_tokens` tokens.
 
@@ -228,15 +232,27 @@ def generate(
         seed: seeds this call's own generator; the same seed gives the same text.
         record_steps: keep a `StepRecord` per new token.
         use_cache: reuse keys and values of earlier positions (same tokens, faster).
+        keep_logits: keep every step's logits in `Generation.logits`.
+        reuse: an earlier generation of the same model from the same prompt, made with
+            keep_logits. A step's logits depend only on the text before it, so for as long
+            as this text agrees with that one its logits are taken instead of running the
+            model: turning a sampler knob re-samples from held logits up to the first
+            token that comes out differently, and the model runs only from there.
 
     The random numbers are drawn on the CPU whatever the model's device, one per step,
     so a seed gives the same stream of draws on every machine.
+
+    Raises:
+        SamplingError: a bad prompt or length, or a `reuse` from another prompt or
+            vocabulary, or one without logits.
     """
     prompt = _checked_prompt(prompt_ids, model.config.vocab_size)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
         raise SamplingError(f"max_new_tokens: must be a whole number, got {max_new_tokens!r}")
     if max_new_tokens < 0:
         raise SamplingError(f"max_new_tokens: must be 0 or more, got {max_new_tokens}")
+    if reuse is not None:
+        _check_reuse(reuse, prompt, model.config.vocab_size)
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
     was_training = model.training
@@ -245,11 +261,36 @@ def generate(
         # inference_mode, not just no_grad: it also skips autograd's bookkeeping on every
         # tensor, which is a sizeable share of a one-token step on a small model.
         with torch.inference_mode():
-            return _generate(
-                model, prompt, max_new_tokens, settings, generator, record_steps, use_cache
+            generation, step_logits = _generate(
+                model,
+                prompt,
+                max_new_tokens,
+                settings,
+                generator,
+                reuse,
+                record_steps=record_steps,
+                use_cache=use_cache,
+                keep_logits=keep_logits,
             )
     finally:
         model.train(was_training)
+    if keep_logits:
+        # Stacked outside inference mode, so the result is an ordinary tensor.
+        vocab = model.config.vocab_size
+        generation.logits = torch.stack(step_logits) if step_logits else torch.empty(0, vocab)
+    return generation
+
+
+def _check_reuse(reuse: Generation, prompt: list[int], vocab_size: int) -> None:
+    if reuse.logits is None:
+        raise SamplingError("reuse: that generation kept no logits (make it with keep_logits)")
+    if reuse.prompt_ids != prompt:
+        raise SamplingError("reuse: that generation started from another prompt")
+    if reuse.logits.shape != (len(reuse.new_ids), vocab_size):
+        raise SamplingError(
+            f"reuse: its logits are {tuple(reuse.logits.shape)}, expected "
+            f"({len(reuse.new_ids)}, {vocab_size}) for its tokens and this model's vocabulary"
+        )
 
 
 def _checked_prompt(prompt_ids: list[int], vocab_size: int) -> list[int]:
@@ -270,14 +311,26 @@ def _generate(
     max_new_tokens: int,
     settings: SamplerSettings,
     generator: torch.Generator,
+    reuse: Generation | None,
+    *,
     record_steps: bool,
     use_cache: bool,
-) -> Generation:
+    keep_logits: bool,
+) -> tuple[Generation, list[Tensor]]:
     ids = list(prompt)
     past: KVCache | None = None
-    steps = []
-    for _ in range(max_new_tokens):
-        logits, past = _next_logits(model, ids, past, use_cache)
+    steps, step_logits = [], []
+    # Held logits stay valid while the text so far is the text they were computed on.
+    held = [] if reuse is None else reuse.new_ids
+    agrees = reuse is not None
+    reused = 0
+    for i in range(max_new_tokens):
+        if agrees and i < len(held):
+            logits = reuse.logits[i]  # (V,)
+            reused += 1
+        else:
+            # The first model call after held logits has no cache: it runs the whole window.
+            logits, past = _next_logits(model, ids, past, use_cache)  # (V,)
 
         result = filter_probs(logits, settings)
         u = float(torch.rand((), generator=generator))
@@ -285,8 +338,14 @@ def _generate(
 
         if record_steps:
             steps.append(_record(len(ids), result, chosen, u))
+        if keep_logits:
+            step_logits.append(logits.detach().to("cpu", torch.float32))
+        agrees = agrees and i < len(held) and chosen == held[i]
         ids.append(chosen)
-    return Generation(prompt_ids=prompt, new_ids=ids[len(prompt) :], steps=steps)
+    generation = Generation(
+        prompt_ids=prompt, new_ids=ids[len(prompt) :], steps=steps, reused_steps=reused
+    )
+    return generation, step_logits
 
 
 def _next_logits(
