@@ -12,6 +12,7 @@ with its own `generate` and its own cache. A second pair runs the context-64 mod
 the window is full after 52 new tokens and both paths recompute from then on.
 
     .venv/bin/python -m bench.bench_generation
+    .venv/bin/python -m bench.bench_generation --device cuda   # on a GPU, a section of its own
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from torch import nn
 
 from bench.common import (
     Summary,
+    add_device_argument,
+    bench_device,
+    device_section,
     interleave,
     machine_lines,
     markdown_table,
@@ -70,19 +74,23 @@ def gpt2(n_positions: int) -> nn.Module:
     return model.eval()
 
 
-def ours_case(model: TinyGPT, new_tokens: int, use_cache: bool) -> Callable[[], float]:
+def ours_case(
+    model: TinyGPT, new_tokens: int, use_cache: bool, device: torch.device
+) -> Callable[[], float]:
     """A case for `interleave`: one generation, returns new tokens per second."""
 
     def run() -> float:
-        seconds = timed(lambda: generate(model, PROMPT, new_tokens, GREEDY, use_cache=use_cache))
+        seconds = timed(
+            lambda: generate(model, PROMPT, new_tokens, GREEDY, use_cache=use_cache), device
+        )
         return new_tokens / seconds
 
     return run
 
 
-def gpt2_case(model: nn.Module, new_tokens: int) -> Callable[[], float]:
+def gpt2_case(model: nn.Module, new_tokens: int, device: torch.device) -> Callable[[], float]:
     """GPT-2's own greedy `generate`, with its cache, exactly `new_tokens` new tokens."""
-    prompt = torch.tensor([PROMPT])
+    prompt = torch.tensor([PROMPT], device=device)
 
     def run() -> float:
         with torch.no_grad():
@@ -94,7 +102,8 @@ def gpt2_case(model: nn.Module, new_tokens: int) -> Callable[[], float]:
                     max_new_tokens=new_tokens,
                     min_new_tokens=new_tokens,
                     use_cache=True,
-                )
+                ),
+                device,
             )
         return new_tokens / seconds
 
@@ -113,28 +122,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (default 7)")
     parser.add_argument("--new-tokens", type=int, default=500, help="new tokens per run")
     parser.add_argument("--no-write", action="store_true", help="print only; leave the doc")
+    add_device_argument(parser)
     args = parser.parse_args(argv)
 
-    header = machine_lines()
+    device = bench_device(args.device)
+    header = machine_lines(device)
     n = args.new_tokens
     long_context = len(PROMPT) + n
-    long_model, short_model = ours(max(1024, long_context)), ours(64)
+    long_model = ours(max(1024, long_context)).to(device)
+    short_model = ours(64).to(device)
     cases = {
-        "tinytf, context 1024, cached": ours_case(long_model, n, use_cache=True),
-        "tinytf, context 1024, recomputed": ours_case(long_model, n, use_cache=False),
+        "tinytf, context 1024, cached": ours_case(long_model, n, True, device),
+        "tinytf, context 1024, recomputed": ours_case(long_model, n, False, device),
         "transformers GPT-2, n_positions 1024, generate()": gpt2_case(
-            gpt2(max(1024, long_context)), n
+            gpt2(max(1024, long_context)).to(device), n, device
         ),
-        "tinytf, context 64, cached": ours_case(short_model, n, use_cache=True),
-        "tinytf, context 64, recomputed": ours_case(short_model, n, use_cache=False),
+        "tinytf, context 64, cached": ours_case(short_model, n, True, device),
+        "tinytf, context 64, recomputed": ours_case(short_model, n, False, device),
     }
     same = check_same_tokens(long_model, n) and check_same_tokens(short_model, n)
     results = interleave(cases, rounds=args.rounds, warmup=1)
-    write_report(results, header, args, same)
+    write_report(results, header, args, same, device)
 
 
 def write_report(
-    results: dict[str, list[float]], header: list[str], args: argparse.Namespace, same: bool
+    results: dict[str, list[float]],
+    header: list[str],
+    args: argparse.Namespace,
+    same: bool,
+    device: torch.device,
 ) -> None:
     names = list(results)
     rows = [[name, Summary.of(values).show()] for name, values in results.items()]
@@ -165,7 +181,8 @@ def write_report(
             f"- cached / recomputed, context 64: {ratio(names[3], names[4])}",
         ]
     )
-    report("generation", "2. Generation speed: key/value cache", body, not args.no_write)
+    key, title = device_section("generation", "2. Generation speed: key/value cache", device)
+    report(key, title, body, not args.no_write)
 
 
 if __name__ == "__main__":

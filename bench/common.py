@@ -16,6 +16,7 @@ scripts can be run alone or together (`python -m bench.run_all`).
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import gc
 import os
@@ -30,7 +31,7 @@ from pathlib import Path
 import torch
 
 from tinytf.config import ModelConfig
-from tinytf.device import CPU_FLOPS_PER_CYCLE, cpu_clock_hz, peak_flops
+from tinytf.device import CPU_FLOPS_PER_CYCLE, cpu_clock_hz, describe_device, peak_flops
 from tinytf.model import TinyGPT
 from tinytf.training import flops_per_token
 
@@ -91,21 +92,71 @@ def load_average() -> str:
         return "n/a"
 
 
-def machine_lines() -> list[str]:
+def machine_lines(device: torch.device | None = None) -> list[str]:
     """Markdown bullet lines describing where and when a benchmark ran."""
     threads = torch.get_num_threads()
     clock = cpu_clock_hz() / 1e9
     peak = peak_flops(torch.device("cpu")) or 0.0
     when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    return [
+    lines = [
         f"- measured {when}, Python {platform.python_version()}, torch {torch.__version__}",
         f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores, {clock:.2f} GHz; "
         f"torch threads: {threads}; CPU capability: {torch.backends.cpu.get_cpu_capability()}",
-        f"- CPU peak used for MFU: {CPU_FLOPS_PER_CYCLE} x {threads} x {clock:.2f} GHz "
-        f"= {peak / 1e9:.0f} GFLOP/s",
-        f"- load average when the benchmark started: {load_average()} "
-        "(above 0 means other processes were running on these cores)",
     ]
+    if device is not None and device.type == "cuda":
+        gpu_peak = peak_flops(device)
+        shown = (
+            "unknown (not in tinytf.device.GPU_BF16_PEAK)"
+            if gpu_peak is None
+            else (f"{gpu_peak / 1e12:,.0f} TFLOP/s")
+        )
+        lines += [
+            f"- GPU: {describe_device(device)}, CUDA {torch.version.cuda}",
+            f"- GPU peak used for MFU (dense bf16, from the datasheet): {shown}",
+        ]
+    else:
+        lines.append(
+            f"- CPU peak used for MFU: {CPU_FLOPS_PER_CYCLE} x {threads} x {clock:.2f} GHz "
+            f"= {peak / 1e9:.0f} GFLOP/s"
+        )
+    lines.append(
+        f"- load average when the benchmark started: {load_average()} "
+        "(above 0 means other processes were running on these cores)"
+    )
+    return lines
+
+
+# ----------------------------------------------------------------------------- the device
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """`--device cpu|cuda`: CUDA figures go to a section of their own in the document."""
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where to run (default cpu); cuda runs both arms under bf16 autocast",
+    )
+
+
+def bench_device(name: str) -> torch.device:
+    """The device a benchmark was asked for; stops with a message if it is not here."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: this machine has no CUDA GPU that torch can see")
+    return torch.device(name)
+
+
+def device_section(key: str, title: str, device: torch.device) -> tuple[str, str]:
+    """The document section for `device`: CPU figures under `key`, others beside them."""
+    if device.type == "cpu":
+        return key, title
+    return f"{key}_{device.type}", f"{title}, on {describe_device(device)}"
+
+
+def synchronize(device: torch.device | None) -> None:
+    """Wait for the GPU's queued work, so that a clock read next counts all of it."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 # ----------------------------------------------------------------------------- FLOPs
@@ -148,10 +199,16 @@ class Summary:
         return f"{fmt.format(self.median)} ({fmt.format(self.low)}-{fmt.format(self.high)})"
 
 
-def timed(fn: Callable[[], object]) -> float:
-    """Seconds one call of `fn` takes, by the monotonic high-resolution clock."""
+def timed(fn: Callable[[], object], device: torch.device | None = None) -> float:
+    """Seconds one call of `fn` takes, by the monotonic high-resolution clock.
+
+    On a GPU the work is queued and runs later, so the clock starts and stops only once
+    the device has finished what was queued.
+    """
+    synchronize(device)
     start = time.perf_counter()
     fn()
+    synchronize(device)
     return time.perf_counter() - start
 
 
