@@ -39,11 +39,6 @@ def masked_to_nan(values: object) -> np.ndarray:
     return array
 
 
-def _json_cells(array: np.ndarray) -> list[list[float | None]]:
-    """Rows of Python floats with None for NaN: what Plotly serialises as an empty cell."""
-    return [[None if math.isnan(v) else float(v) for v in row] for row in array]
-
-
 def _token_axis(tokens: Sequence[str], title: str) -> dict:
     return dict(
         title=title,
@@ -68,8 +63,11 @@ def _matrix_trace(
     showscale: bool = True,
 ) -> go.Heatmap:
     array = masked_to_nan(values)
+    # Arrays, not nested lists: Plotly checks a nested list cell by cell (about 100 ms for
+    # one 64 x 64 heatmap with its hover labels), and an array in one go. A NaN cell goes
+    # to the browser as NaN, which plotly.js draws as a gap, as it does a null.
     trace = go.Heatmap(
-        z=_json_cells(array),
+        z=array,
         x=list(range(array.shape[1])),
         y=list(range(array.shape[0])),
         colorscale=None if coloraxis else colorscale,
@@ -87,9 +85,16 @@ def _matrix_trace(
     return trace
 
 
-def _pair_labels(query_tokens: Sequence[str], key_tokens: Sequence[str]) -> list[list[list[str]]]:
-    """customdata[i][j] = [query token i, key token j] for hover text."""
-    return [[[q, k] for k in key_tokens] for q in query_tokens]
+def _pair_labels(row_labels: Sequence[str], col_labels: Sequence[str]) -> np.ndarray:
+    """(R, C, 2) customdata for hover text: [i, j] holds [row label i, column label j].
+
+    An object array: Plotly takes it as it is, where an array of numpy strings would be
+    converted element by element first.
+    """
+    labels = np.empty((len(row_labels), len(col_labels), 2), dtype=object)
+    labels[:, :, 0] = np.asarray(list(row_labels), dtype=object)[:, None]
+    labels[:, :, 1] = np.asarray(list(col_labels), dtype=object)[None, :]
+    return labels
 
 
 def _check_shape(array: np.ndarray, rows: int, cols: int, what: str) -> None:
@@ -178,9 +183,14 @@ def attention_grid(patterns: object, tokens: Sequence[str], *, title: str = "") 
                 customdata=custom,
             )
             fig.add_trace(trace, row=layer + 1, col=head + 1)
-    show_ticks = T <= 24
-    fig.update_xaxes(**_token_axis(tokens, ""), showticklabels=show_ticks)
-    fig.update_yaxes(**_token_axis(tokens, ""), showticklabels=show_ticks, autorange="reversed")
+    # Past two dozen positions the panels are too small for token names: leaving the tick
+    # lists out also spares Plotly checking them on every one of the L x nh axes.
+    if T <= 24:
+        fig.update_xaxes(**_token_axis(tokens, ""))
+        fig.update_yaxes(**_token_axis(tokens, ""), autorange="reversed")
+    else:
+        fig.update_xaxes(showticklabels=False)
+        fig.update_yaxes(showticklabels=False, autorange="reversed")
     fig.update_layout(
         title=title or None,
         coloraxis=dict(colorscale=PATTERN_SCALE, cmin=0.0, cmax=1.0),
@@ -231,7 +241,7 @@ def matrix_heatmap(
         **style,
         text_format=f"%{{z:.{decimals}f}}" if show_values else None,
         hover="%{customdata[0]} · %{customdata[1]}<br>value %{z:.4f}<extra></extra>",
-        customdata=[[[r, c] for c in col_labels] for r in row_labels],
+        customdata=_pair_labels(row_labels, col_labels),
     )
     fig = go.Figure(trace)
     fig.update_layout(
@@ -280,7 +290,7 @@ def heads_heatmap(
             text_format="%{z:.2f}" if show_values else None,
             hover=f"head {head}<br>%{{customdata[0]}} · %{{customdata[1]}}"
             "<br>value %{z:.4f}<extra></extra>",
-            customdata=[[[r, c] for c in col_labels] for r in row_labels],
+            customdata=_pair_labels(row_labels, col_labels),
         )
         fig.add_trace(trace, row=1, col=head + 1)
     fig.update_xaxes(**_token_axis(col_labels, ""))
@@ -455,7 +465,7 @@ def sampler_keep_figure(
     matrix = np.vstack(rows) if rows else np.zeros((0, len(order)))
     fig.add_trace(
         go.Heatmap(
-            z=_json_cells(matrix),
+            z=matrix,
             x=list(range(len(order))),
             y=list(range(len(names))),
             colorscale=PATTERN_SCALE,
@@ -463,7 +473,7 @@ def sampler_keep_figure(
             zmax=1.0,
             texttemplate="%{z:.2f}",
             hoverongaps=False,
-            customdata=[[[n, t] for t in labels] for n in row_labels],
+            customdata=_pair_labels(row_labels, labels),
             hovertemplate="%{customdata[0]}<br>%{customdata[1]}: p=%{z:.4f}<extra></extra>",
             colorbar=dict(title="p kept", len=0.55, y=0.28),
         ),

@@ -3,6 +3,8 @@ masked cells are empty, legends and guide lines say what they show."""
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 
 import numpy as np
@@ -14,8 +16,8 @@ from explorer.render import format_duration, token_label, token_spans_html, visi
 
 
 def cells(trace) -> np.ndarray:
-    """A heatmap trace's z as floats, None -> NaN."""
-    return np.array([[np.nan if v is None else v for v in row] for row in trace.z], dtype=float)
+    """A heatmap trace's z as floats (an empty cell is NaN)."""
+    return np.asarray(trace.z, dtype=float)
 
 
 @pytest.fixture
@@ -49,7 +51,15 @@ def test_masked_scores_cells_are_empty_not_large_numbers(captured):
     upper = np.triu_indices(6, k=1)
     lower = np.tril_indices(6)
 
-    assert all(trace.z[i][j] is None for i, j in zip(*upper, strict=True))
+    assert np.isnan(cells(trace)[upper]).all()
+    # What the browser gets: the same matrix, NaN where masked (plotly.js leaves it empty).
+    sent = json.loads(fig.to_json())["data"][0]["z"]
+    if isinstance(sent, dict):  # plotly 6 and later: a typed array, base64-encoded
+        decoded = np.frombuffer(base64.b64decode(sent["bdata"]), dtype=sent["dtype"])
+    else:  # plotly 5: nested lists, NaN sent as null
+        decoded = np.array(sent, dtype=float)
+    decoded = decoded.reshape(6, 6)
+    assert np.isnan(decoded[upper]).all() and np.isfinite(decoded[lower]).all()
     np.testing.assert_allclose(cells(trace)[lower], masked.numpy()[lower], atol=1e-7)
     assert trace.hoverongaps is False
     assert trace.zmid == 0.0  # signed scores: diverging scale centred on 0
