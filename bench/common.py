@@ -43,7 +43,9 @@ DOC_INTRO = """# Benchmarks
 
 Written by the scripts in `bench/` (run them all with `.venv/bin/python -m bench.run_all`,
 or one with `.venv/bin/python -m bench.bench_views`); each script rewrites only its own
-section below. Nothing here is typed in by hand.
+section below. Nothing here is typed in by hand. The training and generation benchmarks
+also run on a GPU (`--device cuda`, or `bash scripts/gpu_check.sh` for every GPU check at
+once); their GPU figures go to sections of their own, titled with the device's name.
 
 How to read the figures:
 - each comparison runs both sides in one invocation, alternating A, B, A, B, ...;

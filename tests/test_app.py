@@ -8,10 +8,12 @@ through TINYTF_RUNS; the job manager is process-wide, so every test stops its jo
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
@@ -42,6 +44,15 @@ def open_page(name: str) -> AppTest:
 
 def no_exception(at: AppTest) -> None:
     assert not at.exception, [e.message for e in at.exception]
+
+
+def sent_matrix(z: object) -> np.ndarray:
+    """A heatmap's z as the browser receives it: a base64 typed array (plotly 6 and later,
+    for numpy input) or nested lists."""
+    if isinstance(z, dict):
+        flat = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"])
+        return flat.reshape([int(n) for n in str(z["shape"]).split(",")])
+    return np.array(z, dtype=float)
 
 
 def texts(elements) -> str:
@@ -319,7 +330,8 @@ def test_attention_renders_for_a_trained_run(runs_dir):
     assert len(charts) == 6  # the head, four step panels, the overview grid
     figure = json.loads(charts[0].proto.spec)
     assert figure["layout"]["xaxis"]["ticktext"] == list("Beautiful")
-    pattern = figure["data"][0]["z"]
+    pattern = sent_matrix(figure["data"][0]["z"])
+    assert pattern.shape == (9, 9)
     assert pattern[0][1] == 0.0 and abs(sum(pattern[-1]) - 1) < 1e-5  # causal, rows sum to 1
 
 

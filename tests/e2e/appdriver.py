@@ -288,7 +288,8 @@ def plot_layout(page, title: str) -> dict | None:
                     title: text,
                     xticks: plot.layout.xaxis?.ticktext ?? null,
                     yticks: plot.layout.yaxis?.ticktext ?? null,
-                    z_rows: plot.data?.[0]?.z?.length ?? null,
+                    // _fullData holds z decoded (the app sends it as a typed array).
+                    z_rows: (plot._fullData?.[0]?.z ?? plot.data?.[0]?.z)?.length ?? null,
                     shown_ticks: [...plot.querySelectorAll('.xtick text, .ytick text')]
                         .map(t => t.textContent),
                 };
