@@ -6,6 +6,8 @@ and Samplers pages all look at the same model without each drawing its own picke
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from explorer.cached import device_line, job_manager
@@ -19,12 +21,12 @@ CHECKPOINT_HELP = (
 
 
 def run_choices() -> dict[str, str]:
-    """Run folder (as a string) -> label, newest first; unreadable folders left out."""
+    """Run folder (as a string) -> its status, newest first; unreadable folders left out."""
     try:
         runs = list_runs()
     except (OSError, RunError):
         return {}
-    return {str(run.path): f"{run.name} · {run.status}" for run in runs if run.status != "broken"}
+    return {str(run.path): run.status for run in runs if run.status != "broken"}
 
 
 def draw_sidebar() -> None:
@@ -34,14 +36,20 @@ def draw_sidebar() -> None:
         st.session_state.app_run = next(iter(choices), None)
 
     with st.sidebar:
+        # Each option is labelled with its folder's name (start time and run name), unique
+        # where run names repeat: Streamlit tells options apart by their labels, so equal
+        # labels made every run but the oldest of a name impossible to pick. The status
+        # stands beneath, not in the label, which the browser keeps from the first drawing.
         st.selectbox(
             "Run",
             list(choices),
-            format_func=lambda path: choices.get(path, path),
+            format_func=lambda path: Path(path).name,
             key="app_run",
             placeholder="no runs yet: train one",
             help=f"Runs under {runs_root()}",
         )
+        if st.session_state.app_run is not None:
+            st.caption(f"Status: {choices[st.session_state.app_run]}")
         st.radio(
             "Checkpoint", CHECKPOINTS, key="app_checkpoint", horizontal=True, help=CHECKPOINT_HELP
         )

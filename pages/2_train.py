@@ -215,7 +215,7 @@ if message:
 
 # --- the live view ---------------------------------------------------------------------------
 
-others = {str(run.path): run.name for run in list_runs() if str(run.path) != watch}
+others = {str(run.path): run.path.name for run in list_runs() if str(run.path) != watch}
 st.session_state.train_overlay = [p for p in st.session_state.train_overlay if p in others]
 st.multiselect("Overlay earlier runs", list(others), format_func=others.get, key="train_overlay")
 

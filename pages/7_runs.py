@@ -45,7 +45,10 @@ for run in broken:
 selected = [path for path in st.session_state.runs_selected if path in by_path]
 st.session_state.runs_selected = selected or list(by_path)[:4]
 st.multiselect(
-    "Curves to overlay", list(by_path), format_func=lambda p: by_path[p].name, key="runs_selected"
+    "Curves to overlay",
+    list(by_path),
+    format_func=lambda p: by_path[p].path.name,
+    key="runs_selected",
 )
 curves = [run_curve_of(path) for path in st.session_state.runs_selected]
 vocab = None
@@ -65,7 +68,7 @@ st.subheader("One run")
 if st.session_state.runs_target not in by_path:
     st.session_state.runs_target = next(iter(by_path))
 target = st.selectbox(
-    "Run", list(by_path), format_func=lambda p: by_path[p].name, key="runs_target"
+    "Run", list(by_path), format_func=lambda p: by_path[p].path.name, key="runs_target"
 )
 run = by_path[target]
 best = RunFolder(run.path).checkpoint_path("best")

@@ -319,6 +319,25 @@ def test_concurrent_job_cap_is_told(empty_runs, monkeypatch):
     assert "TINYTF_MAX_JOBS" in texts(second.error)
 
 
+def test_runs_of_the_same_name_get_labels_of_their_own(empty_runs):
+    """Regression: two runs trained with the same settings share a name; Streamlit tells a
+    widget's options apart by label, so equal labels let only the oldest be picked."""
+    from explorer.shell import run_choices
+
+    model = {"block_size": 8, "n_layer": 1, "n_head": 2, "n_embd": 16}
+    train = TrainConfig(batch_size=4, max_steps=2, eval_interval=2, eval_batches=1, device="cpu")
+    for _ in range(2):
+        start_run(load_corpus("zen"), "char", model, train, name="same", root=empty_runs).train()
+    assert len(run_choices()) == 2
+
+    runs = open_page("runs")
+    no_exception(runs)
+    pickers = [runs.sidebar.selectbox(key="app_run"), runs.selectbox(key="runs_target")]
+    for widget in [*pickers, runs.multiselect(key="runs_selected")]:
+        labels = list(widget.options)  # AppTest lists the options as their labels
+        assert len(set(labels)) == 2, labels
+
+
 # --- analysis pages on a trained run ------------------------------------------------------
 
 

@@ -86,8 +86,12 @@ def test_corrupt_checkpoint_is_one_line(tmp_path: Path):
     runs = tmp_path / "runs"
     assert cli.main(["train", "--corpus", "zen", *SMALL, "--runs-dir", str(runs)]) == 0
     (run,) = list_runs(runs)
-    (run.path / "best.pt").write_bytes(b"\x00garbage")
+    (run.path / "last.pt").write_bytes(b"\x00garbage")  # the checkpoint sample loads
     result = run_cli("sample", "--run", str(run.path), "--prompt", "B", tmp_path=tmp_path)
+    assert_one_line_error(result, "last.pt", "not a readable checkpoint")
+    (run.path / "best.pt").write_bytes(b"")
+    best = ("--checkpoint", "best")
+    result = run_cli("sample", "--run", str(run.path), "--prompt", "B", *best, tmp_path=tmp_path)
     assert_one_line_error(result, "best.pt", "not a readable checkpoint")
 
 
@@ -132,7 +136,10 @@ def test_train_runs_sample_resume(tmp_path: Path, capsys):
     assert cli.main(["sample", "--run", run.path.name, *prompt, "--runs-dir", runs]) == 0
     captured = capsys.readouterr()
     assert captured.out.startswith("Beautiful is <unk>")
-    assert captured.err.startswith("warning: 1 prompt token(s) not in the vocabulary")
+    # Which weights spoke: the latest, as in the app, unless --checkpoint best is given.
+    loaded_line, warning = captured.err.splitlines()[:2]
+    assert loaded_line == f"sampling from {run.path.name}/last.pt (step 6)"
+    assert warning.startswith("warning: 1 prompt token(s) not in the vocabulary")
     assert "'zorblax'" in captured.err
 
     assert cli.main(["resume", "--run", str(run.path), "--steps", "3"]) == 0

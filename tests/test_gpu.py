@@ -32,7 +32,7 @@ MODEL = {"block_size": 32, "n_layer": 2, "n_head": 4, "n_embd": 64}
 
 
 def test_training_on_cuda_uses_bf16_autocast_and_the_fused_adamw(tmp_path: Path) -> None:
-    train = TrainConfig(batch_size=8, max_steps=20, eval_interval=10, device="cuda")
+    train = TrainConfig(batch_size=8, max_steps=20, warmup_steps=2, eval_interval=10, device="cuda")
     trainer = start_run(load_corpus("zen"), "char", MODEL, train, root=tmp_path)
     assert trainer.device.type == "cuda"
     assert trainer.optimizer.defaults["fused"] is True

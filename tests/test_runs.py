@@ -257,6 +257,12 @@ def test_load_run_reports_missing_files(tmp_path: Path):
     (trainer.run.path / "tokenizer.json").write_text("[]")
     with pytest.raises(RunError, match=r"tokenizer.json"):
         load_run(trainer.run.path)
+    (trainer.run.path / "tokenizer.json").unlink()
+    with pytest.raises(RunError) as missing:
+        load_run(trainer.run.path)
+    # Regression: the path was named twice ("…/tokenizer.json: …/tokenizer.json: no such").
+    assert str(missing.value).count("tokenizer.json") == 1
+    assert str(missing.value).endswith("no such tokenizer file")
     with pytest.raises(RunError, match=r"no such run folder"):
         load_run(tmp_path / "nope")
 

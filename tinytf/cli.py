@@ -344,6 +344,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     path = resolve_run(args.run, args.runs_dir)
     device = pick_device(args.device or "auto").device
     loaded = load_run(path, checkpoint=args.checkpoint, device=device)
+    print(f"sampling from {path.name}/{args.checkpoint}.pt (step {loaded.step})", file=sys.stderr)
 
     prompt = args.prompt if args.prompt is not None else _default_prompt(path)
     encoding = loaded.tokenizer.encode_prompt(prompt)
@@ -469,7 +470,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--top-p", type=float, help="default 0.9")
     sample.add_argument("--tokens", type=int, default=100, help="new tokens (default 100)")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    sample.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="last",
+        help="last (default): the latest weights, as the app shows them; best: those of "
+        "the lowest validation loss, which on a tiny corpus can be the untrained step 0",
+    )
     _add_common(sample)
     sample.set_defaults(handler=cmd_sample)
 

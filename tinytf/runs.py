@@ -486,7 +486,9 @@ def _read_tokenizer(
 ) -> Tokenizer:
     try:
         tokenizer = load_tokenizer(run.tokenizer_path)
-    except (TokenizerError, OSError) as error:
+    except TokenizerError as error:
+        raise RunError(str(error)) from error  # it names the file already
+    except OSError as error:
         raise RunError(f"{run.tokenizer_path}: {error}") from error
     if tokenizer.vocab_size != model_config.vocab_size:
         raise RunError(
