@@ -243,6 +243,7 @@ def cli_results(doctored) -> dict[str, subprocess.CompletedProcess]:
             continue
         run = the_run(doctored[case.name][0])
         command = [sys.executable, "-m", "tinytf", "sample", "--run", str(run)]
+        command += ["--checkpoint", "best"]  # the doctored file; sample reads last.pt unasked
         command += ["--prompt", "Beautiful", "--tokens", "5", "--device", "cpu"]
         processes[case.name] = subprocess.Popen(
             command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -76,9 +76,11 @@ PRESETS: dict[str, Preset] = {
             {"block_size": 64, "n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0}
         ),
         # lr 3e-3 after a short warmup reaches a validation loss of 2.0 on tiny Shakespeare
-        # in about 0.7x the steps of the plain lr 1e-3 recipe (bench/bench_time_to_loss.py);
-        # 5e-3 took more steps again, batch 8 or 24 more seconds on two CPU cores, and a
-        # decay over 1,500 steps rather than 2,000 reaches 2.0 a little sooner.
+        # in 0.64x-0.80x the steps of the plain lr 1e-3 recipe, depending on the seed
+        # (bench/bench_time_to_loss.py), and 1.8 by about step 1,350. Within a few percent
+        # of these steps: lr 2e-3 or 4e-3, no gradient clipping, no weight decay. 5e-3 took
+        # more steps; batch 8, 16 or 24 more seconds on two CPU cores; a decay over 1,000
+        # or 1,200 steps reaches 2.0 a little sooner, but over 1,200 it stopped short of 1.8.
         train=TrainConfig(
             batch_size=12,
             max_steps=1500,

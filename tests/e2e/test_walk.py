@@ -187,11 +187,11 @@ def sampler_texts(page) -> list[str]:
 
 def runs_page(app, report, run: str) -> None:
     """The run is listed and its curve drawn. The table is drawn on a canvas, so the run
-    is looked for in the overlay picker (by its name) and in the chart (by its folder)."""
+    is looked for by its folder's name in the overlay picker and in the chart."""
     page = app.page
     appdriver.open_page(page, "Runs")
     picker = page.locator("[data-testid=stMultiSelect]", has_text="Curves to overlay")
-    picker.get_by_text(run.split("_", 1)[1], exact=True).first.wait_for()
+    picker.get_by_text(run, exact=True).first.wait_for()
     names = page.evaluate(
         """() => [...document.querySelectorAll('[data-testid=stMain] .js-plotly-plot')]
             .flatMap(p => (p.data || []).map(t => t.name || ''))"""
