@@ -51,13 +51,18 @@ st.multiselect(
     key="runs_selected",
 )
 curves = [run_curve_of(path) for path in st.session_state.runs_selected]
-vocab = None
-if st.session_state.runs_selected:
-    first = by_path[st.session_state.runs_selected[0]]
+
+
+def vocab_size_of(path: str) -> int | None:
     try:
-        vocab = RunFolder(first.path).read_config()["model"]["vocab_size"]
+        return RunFolder(by_path[path].path).read_config()["model"]["vocab_size"]
     except (RunError, KeyError, TypeError):
-        vocab = None
+        return None
+
+
+# ln(V) is a uniform guess for one vocabulary: drawn only when every curve shares it.
+vocabs = {vocab_size_of(path) for path in st.session_state.runs_selected}
+vocab = vocabs.pop() if len(vocabs) == 1 else None
 insight.chart(
     loss_figure(curves, vocab_size=vocab, title="Validation and training loss"),
     "loss_curves",

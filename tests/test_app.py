@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from pathlib import Path
 
@@ -336,6 +337,39 @@ def test_runs_of_the_same_name_get_labels_of_their_own(empty_runs):
     for widget in [*pickers, runs.multiselect(key="runs_selected")]:
         labels = list(widget.options)  # AppTest lists the options as their labels
         assert len(set(labels)) == 2, labels
+
+
+def test_uniform_guess_line_only_for_one_shared_vocabulary(empty_runs):
+    """ln(V) belongs to one vocabulary: with a char run and a word run overlaid the line
+    would be wrong for one of them, so it is left out."""
+    model = {"block_size": 8, "n_layer": 1, "n_head": 2, "n_embd": 16}
+    train = TrainConfig(batch_size=4, max_steps=2, eval_interval=2, eval_batches=1, device="cpu")
+    vocab = {}
+    for level in ("char", "word"):
+        trainer = start_run(load_corpus("zen"), level, model, train, root=empty_runs)
+        trainer.train()
+        vocab[str(trainer.run.path)] = trainer.model_config.vocab_size
+
+    def uniform_lines(at: AppTest) -> list[str]:
+        chart = next(
+            json.loads(c.proto.spec)
+            for c in at.get("plotly_chart")
+            if "Validation and training loss" in c.proto.spec
+        )
+        notes = chart["layout"].get("annotations", [])
+        return [n["text"] for n in notes if n["text"].startswith("uniform guess")]
+
+    runs = open_page("runs")
+    no_exception(runs)
+    assert sorted(runs.multiselect(key="runs_selected").value) == sorted(vocab)
+    assert uniform_lines(runs) == []
+
+    char_run = next(path for path in vocab if path.endswith("char"))
+    runs.multiselect(key="runs_selected").set_value([char_run]).run()
+    no_exception(runs)
+    assert uniform_lines(runs) == [
+        f"uniform guess ln({vocab[char_run]}) = {math.log(vocab[char_run]):.2f}"
+    ]
 
 
 # --- analysis pages on a trained run ------------------------------------------------------

@@ -331,7 +331,14 @@ def test_pick_device_falls_back_to_cpu_with_a_warning():
 
 
 def test_describe_cpu_and_read_the_clock(tmp_path: Path):
-    assert describe_device(torch.device("cpu")) == f"CPU: {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert describe_device(torch.device("cpu")) == "CPU: 2 threads"
+        torch.set_num_threads(1)
+        assert describe_device(torch.device("cpu")) == "CPU: 1 thread"
+    finally:
+        torch.set_num_threads(threads)
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\ncpu MHz\t\t: 2000.5\nprocessor\t: 1\ncpu MHz\t: 3100\n")
     assert cpu_clock_hz(cpuinfo) == pytest.approx(3.1e9)

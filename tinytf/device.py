@@ -94,7 +94,8 @@ def describe_device(device: torch.device | str) -> str:
         return f"CUDA: {props.name} ({props.total_memory / 2**30:.1f} GiB)"
     if device.type == "mps":
         return f"MPS: Apple GPU ({platform.machine()})"
-    return f"CPU: {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"CPU: {threads} thread{'s' if threads != 1 else ''}"
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
